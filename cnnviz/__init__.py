@@ -1,0 +1,77 @@
+"""cnnviz: create, train, look inside and improve your own CNN image classifier.
+
+Example:
+
+>>> import cnnviz
+>>> data = cnnviz.load_dataset("shapes")
+>>> result = cnnviz.train("fast", data, cnnviz.TrainConfig(time_budget=30))
+>>> cnnviz.evaluate(result.model, data).accuracy
+0.98...
+
+The package imports lazily: `import cnnviz` loads neither TensorFlow nor
+Keras; they load on first use of a function that needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it.
+_EXPORTS = {
+    "load_dataset": "cnnviz.data",
+    "Dataset": "cnnviz.data",
+    "Split": "cnnviz.data",
+    "LoadReport": "cnnviz.data",
+    "load_image": "cnnviz.images",
+    "ModelConfig": "cnnviz.models",
+    "PRESETS": "cnnviz.models",
+    "preset_config": "cnnviz.models",
+    "build_model": "cnnviz.models",
+    "count_flops": "cnnviz.models",
+    "describe_model": "cnnviz.models",
+    "TrainConfig": "cnnviz.training",
+    "TrainResult": "cnnviz.training",
+    "train": "cnnviz.training",
+    "augment_preview": "cnnviz.training",
+    "resolve_precision": "cnnviz.training",
+    "evaluate": "cnnviz.evaluation",
+    "EvaluationResult": "cnnviz.evaluation",
+    "predict": "cnnviz.evaluation",
+    "predict_probabilities": "cnnviz.evaluation",
+    "save_model": "cnnviz.saving",
+    "load_model": "cnnviz.saving",
+    "class_names_of": "cnnviz.saving",
+    "CnnvizError": "cnnviz.errors",
+    "ImageError": "cnnviz.errors",
+    "DatasetError": "cnnviz.errors",
+    "ModelFileError": "cnnviz.errors",
+    "ConfigError": "cnnviz.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'cnnviz' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
+    from cnnviz.data import Dataset, LoadReport, Split, load_dataset
+    from cnnviz.errors import CnnvizError, ConfigError, DatasetError, ImageError, ModelFileError
+    from cnnviz.evaluation import EvaluationResult, evaluate, predict, predict_probabilities
+    from cnnviz.images import load_image
+    from cnnviz.models import PRESETS, ModelConfig, build_model, count_flops, describe_model, preset_config
+    from cnnviz.saving import class_names_of, load_model, save_model
+    from cnnviz.training import TrainConfig, TrainResult, augment_preview, resolve_precision, train

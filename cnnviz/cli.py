@@ -1,0 +1,296 @@
+"""The `cnnviz` command line: train, evaluate and predict.
+
+Bad input never shows a traceback: the command prints one line on stderr that
+says what is wrong and exits with status 2 (1 for a failure mid-way). With
+`--json`, the last line on stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors in one line, like every other cnnviz error."""
+
+    def error(self, message: str):
+        raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cnnviz.models import DEFAULT_PRESET, PRESETS
+    from cnnviz.training import OPTIMIZERS, PRECISIONS
+
+    parser = _Parser(prog="cnnviz", description="Create, train, look inside and improve CNN classifiers.")
+    parser.add_argument("--version", action="version", version="cnnviz 0.1.0")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    train = commands.add_parser("train", help="train a model on a dataset and save it")
+    train.add_argument(
+        "--data", required=True, help="shapes, digits, mnist, fashion_mnist, cifar10, a folder or a .zip"
+    )
+    train.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="model design")
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="most epochs (default 10, or 1000 with a time budget)",
+    )
+    train.add_argument(
+        "--time-budget",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds, keeping the best weights",
+    )
+    train.add_argument("--batch-size", type=_positive_int, default=32)
+    train.add_argument("--learning-rate", type=_positive_float, default=None)
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    train.add_argument(
+        "--no-augment", action="store_true", help="turn off the default light augmentation (shift, zoom)"
+    )
+    train.add_argument("--precision", choices=PRECISIONS, default="auto")
+    train.add_argument("--image-size", type=_positive_int, default=None, help="resize images to N x N")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
+    train.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+    evaluate = commands.add_parser("evaluate", help="score a saved model on labelled images")
+    evaluate.add_argument("model", metavar="MODEL.keras")
+    evaluate.add_argument(
+        "--data", required=True, help="a built-in name (its test split), a folder or a .zip (all of it)"
+    )
+    evaluate.add_argument("--json", action="store_true")
+
+    predict = commands.add_parser("predict", help="classify image files")
+    predict.add_argument("model", metavar="MODEL.keras")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--top-k", type=_positive_int, default=3)
+    predict.add_argument("--json", action="store_true")
+    return parser
+
+
+def _progress_bar(total: int | None, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+def _load_data(source: str, **kwargs):
+    from cnnviz.data import load_dataset
+
+    bar = None
+
+    def progress(done: int, total: int):
+        nonlocal bar
+        if bar is None:
+            bar = _progress_bar(total, "loading images")
+        bar.update(done - bar.n)
+
+    try:
+        return load_dataset(source, progress=progress, **kwargs)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _command_train(args) -> int:
+    import cnnviz
+    from cnnviz.training import TrainConfig
+
+    out = Path(args.out)
+    if out.suffix != ".keras":
+        raise _UsageError(f"--out {args.out}: the model file must end in .keras")
+    if out.exists() and out.is_dir():
+        raise _UsageError(f"--out {args.out}: is a folder; give a file name ending in .keras")
+    data = _load_data(args.data, image_size=args.image_size, seed=args.seed)
+    if data.report is not None and data.report.skipped:
+        print(f"cnnviz: {data.report.summary()}", file=sys.stderr)
+    augment = {} if args.no_augment else {"translate": 0.08, "zoom": 0.08}
+    epochs = args.epochs or (1000 if args.time_budget else 10)
+    config = TrainConfig(
+        optimizer=args.optimizer,
+        batch_size=args.batch_size,
+        epochs=epochs,
+        time_budget=args.time_budget,
+        precision=args.precision,
+        seed=args.seed,
+        **({"learning_rate": args.learning_rate} if args.learning_rate else {}),
+        **augment,
+    )
+    bar = _progress_bar(None if args.time_budget else epochs, "training")
+
+    def on_event(event: dict[str, Any]):
+        if event["event"] == "epoch_end":
+            metrics = event["metrics"]
+            shown = {
+                key: f"{value:.3f}" for key, value in metrics.items() if "accuracy" in key or key == "loss"
+            }
+            bar.set_postfix(shown)
+            bar.update(1)
+
+    try:
+        result = cnnviz.train(args.preset, data, config, on_event=on_event)
+    finally:
+        bar.close()
+    cnnviz.save_model(result.model, out, data.class_names)
+    summary = {
+        "train_seconds": round(result.train_seconds, 3),
+        "epochs": result.epochs,
+        "samples_per_second": round(result.samples_per_second, 1),
+        "val_accuracy": result.val_accuracy,
+        "classes": list(data.class_names),
+        "precision": result.precision,
+        "stop_reason": result.stop_reason,
+        "model": str(out),
+    }
+    print(f"cnnviz: {result.message} Saved {out}.", file=sys.stderr)
+    if args.json:
+        _print_json(summary)
+    else:
+        accuracy = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.4f}"
+        print(
+            f"trained {result.epochs} epochs in {result.train_seconds:.1f} s "
+            f"({result.samples_per_second:.0f} samples/s), validation accuracy {accuracy} -> {out}"
+        )
+    return EXIT_FAILED if result.stop_reason == "nan" else 0
+
+
+def _command_evaluate(args) -> int:
+    import numpy as np
+
+    import cnnviz
+    from cnnviz.data import BUILTIN_SOURCES
+    from cnnviz.errors import DatasetError
+
+    model = cnnviz.load_model(args.model)
+    model_classes = cnnviz.class_names_of(model)
+    height, width = (int(side) for side in model.input_shape[1:3])
+    builtin = args.data.strip().lower().replace("-", "_") in BUILTIN_SOURCES
+    if builtin:
+        data = _load_data(
+            args.data,
+            image_size=None if args.data.strip().lower() == "shapes" and height == 64 else (height, width),
+        )
+        part = data.test
+    else:
+        data = _load_data(args.data, image_size=(height, width), validation_split=0.0, test_split=0.0)
+        part = data.train
+    unknown = [name for name in data.class_names if name not in model_classes]
+    if unknown:
+        raise DatasetError(
+            f"{args.data}: class {unknown[0]!r} is not one the model knows "
+            f"({', '.join(model_classes)}); rename or remove that folder."
+        )
+    labels = np.asarray([model_classes.index(data.class_names[label]) for label in part.labels])
+    result = cnnviz.evaluate(model, (part.images, labels), class_names=model_classes)
+    payload = result.to_dict()
+    if args.json:
+        _print_json(
+            {key: payload[key] for key in ("accuracy", "confusion_matrix", "classes", "n")}
+            | {"per_class": payload["per_class"]}
+        )
+    else:
+        print(f"accuracy {result.accuracy:.4f} on {result.n} images")
+        for row in result.per_class:
+            print(
+                f"  {row['class']:>16}  precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
+                f"f1 {row['f1']:.3f}  ({row['support']} images)"
+            )
+    return 0
+
+
+def _command_predict(args) -> int:
+    import cnnviz
+    from cnnviz.errors import ImageError
+
+    model = cnnviz.load_model(args.model)
+    predictions, errors, images, names = [], [], [], []
+    for file_name in args.images:
+        try:
+            images.append(cnnviz.load_image(file_name))
+            names.append(file_name)
+        except ImageError as error:
+            errors.append({"file": file_name, "error": str(error)})
+            print(f"cnnviz: {error}", file=sys.stderr)
+    if images:
+        for file_name, result in zip(names, cnnviz.predict(model, images, top_k=args.top_k)):
+            predictions.append({"file": file_name, **result})
+    if args.json:
+        _print_json({"predictions": predictions, "errors": errors})
+    else:
+        for item in predictions:
+            ranked = ", ".join(f"{entry['class']} {entry['probability']:.3f}" for entry in item["top_k"])
+            print(f"{item['file']}: {item['class']} ({item['probability']:.3f})  [{ranked}]")
+    return EXIT_BAD_INPUT if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from cnnviz.errors import CnnvizError
+
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"train": _command_train, "evaluate": _command_evaluate, "predict": _command_predict}
+        return handler[args.command](args)
+    except _UsageError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except CnnvizError as error:
+        print(f"cnnviz: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("cnnviz: interrupted.", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(
+            "cnnviz: out of memory; use smaller images, a smaller batch size or fewer images.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except OSError as error:
+        print(f"cnnviz: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

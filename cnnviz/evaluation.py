@@ -1,0 +1,198 @@
+"""Predictions and evaluation: accuracy, confusion matrix, per-class scores.
+
+Inference calls the model directly (`model(x)`) in batches: for one or a few
+images that is ~5 ms against ~100 ms for `model.predict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cnnviz.errors import ConfigError
+from cnnviz.images import prepare_batch
+
+
+def _model_input_shape(model) -> tuple[int, int, int]:
+    shape = tuple(model.input_shape[1:])
+    if len(shape) != 3 or any(side is None for side in shape):
+        raise ConfigError(f"the model's input shape {shape} is not a fixed (height, width, channels).")
+    return tuple(int(side) for side in shape)
+
+
+def predict_probabilities(model, images, batch_size: int = 256) -> NDArray[np.float32]:
+    """Class probabilities for images of any size (resized to the model's input).
+
+    Args:
+        model: a Keras classifier taking 0..255 images.
+        images: one image, a list of images, or an `(N, H, W, C)` batch (uint8
+            or 0..255 floats); sizes and channels are adapted to the model.
+        batch_size: int, images per forward pass. Defaults to `256`.
+
+    Returns:
+        float32 array `(N, num_classes)`, rows summing to 1.
+    """
+    shape = _model_input_shape(model)
+    if isinstance(images, np.ndarray) and images.ndim == 4 and tuple(images.shape[1:]) == shape:
+        batch = images
+    else:
+        batch = prepare_batch(images, shape)
+    outputs = []
+    for start in range(0, len(batch), batch_size):
+        chunk = np.asarray(batch[start : start + batch_size], dtype=np.float32)
+        outputs.append(np.asarray(model(chunk, training=False), dtype=np.float32))
+    if not outputs:
+        return np.zeros((0, int(model.output_shape[-1])), dtype=np.float32)
+    probabilities = np.concatenate(outputs)
+    # A model that ends in logits (no softmax) still gets probabilities.
+    sums = probabilities.sum(axis=1)
+    if probabilities.min(initial=0) < 0 or not np.allclose(sums, 1.0, atol=1e-3):
+        shifted = probabilities - probabilities.max(axis=1, keepdims=True)
+        probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    return probabilities.astype(np.float32)
+
+
+def predict(
+    model, images, top_k: int = 3, class_names: tuple[str, ...] | None = None
+) -> list[dict[str, Any]]:
+    """Top-k predictions for each image.
+
+    Args:
+        model: a Keras classifier (e.g. from `cnnviz.load_model`).
+        images: as for `predict_probabilities`, e.g. what `cnnviz.load_image` returns.
+        top_k: int, how many classes to list per image. Defaults to `3`.
+        class_names: optional names; defaults to those saved with the model.
+
+    Returns:
+        One dict per image: `{"class", "probability", "top_k": [{"class", "probability"}, ...]}`.
+    """
+    from cnnviz.saving import class_names_of
+
+    names = class_names or class_names_of(model)
+    probabilities = predict_probabilities(model, images)
+    top_k = max(1, min(int(top_k), probabilities.shape[1]))
+    results = []
+    for row in probabilities:
+        order = np.argsort(-row)[:top_k]
+        ranked = [{"class": names[index], "probability": float(row[index])} for index in order]
+        results.append(
+            {"class": ranked[0]["class"], "probability": ranked[0]["probability"], "top_k": ranked}
+        )
+    return results
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """Scores of a model on labelled images.
+
+    Attributes:
+        accuracy: float in [0, 1].
+        confusion_matrix: int64 `(C, C)`, rows = true class, columns = predicted.
+        class_names: tuple of the C class names.
+        per_class: list of dicts `{"class", "precision", "recall", "f1", "support"}`.
+        probabilities: float32 `(N, C)`.
+        labels: int64 `(N,)` true classes.
+        predictions: int64 `(N,)` predicted classes.
+        misclassified: int64 indices of wrong predictions, most confident first.
+    """
+
+    accuracy: float
+    confusion_matrix: NDArray[np.int64]
+    class_names: tuple[str, ...]
+    per_class: list[dict[str, Any]]
+    probabilities: NDArray[np.float32]
+    labels: NDArray[np.int64]
+    predictions: NDArray[np.int64]
+    misclassified: NDArray[np.int64]
+
+    @property
+    def n(self) -> int:
+        return int(len(self.labels))
+
+    def top_k(self, k: int = 3) -> NDArray[np.int64]:
+        """`(N, k)` class indices, most probable first."""
+        return np.argsort(-self.probabilities, axis=1)[:, :k]
+
+    def cell_indices(self, true_class: int, predicted_class: int) -> NDArray[np.int64]:
+        """Indices of the images in one confusion-matrix cell."""
+        return np.flatnonzero((self.labels == true_class) & (self.predictions == predicted_class))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy": self.accuracy,
+            "confusion_matrix": self.confusion_matrix.tolist(),
+            "classes": list(self.class_names),
+            "n": self.n,
+            "per_class": self.per_class,
+        }
+
+
+def evaluate(
+    model, data, split: str = "test", class_names: tuple[str, ...] | None = None
+) -> EvaluationResult:
+    """Evaluates a classifier.
+
+    Args:
+        model: a Keras classifier.
+        data: a `cnnviz.Dataset` (its `split` is used) or `(images, labels)`.
+        split: `"test"`, `"validation"` or `"train"`. Defaults to `"test"`.
+        class_names: optional names; defaults to the dataset's or the model's.
+
+    Returns:
+        An `EvaluationResult`.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from cnnviz.data import Dataset
+    from cnnviz.saving import class_names_of
+
+    if isinstance(data, Dataset):
+        part = getattr(data, split, None)
+        if part is None:
+            raise ConfigError(f"split must be train, validation or test, got {split!r}.")
+        images, labels = part.images, part.labels
+        class_names = class_names or data.class_names
+    else:
+        images, labels = data
+        labels = np.asarray(labels).reshape(-1)
+    if len(labels) == 0:
+        raise ConfigError(f"there are no images to evaluate in the {split} split.")
+    class_names = tuple(class_names or class_names_of(model))
+    probabilities = predict_probabilities(model, images)
+    if probabilities.shape[1] != len(class_names):
+        raise ConfigError(
+            f"the model has {probabilities.shape[1]} classes but the data names {len(class_names)}."
+        )
+    predictions = probabilities.argmax(axis=1).astype(np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    every_class = np.arange(len(class_names))
+    matrix = confusion_matrix(labels, predictions, labels=every_class).astype(np.int64)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predictions, labels=every_class, zero_division=0
+    )
+    per_class = [
+        {
+            "class": name,
+            "precision": float(precision[index]),
+            "recall": float(recall[index]),
+            "f1": float(f1[index]),
+            "support": int(support[index]),
+        }
+        for index, name in enumerate(class_names)
+    ]
+    wrong = np.flatnonzero(predictions != labels)
+    confidence = probabilities[wrong, predictions[wrong]]
+    misclassified = wrong[np.argsort(-confidence, kind="stable")]
+    return EvaluationResult(
+        accuracy=float(np.mean(predictions == labels)),
+        confusion_matrix=matrix,
+        class_names=class_names,
+        per_class=per_class,
+        probabilities=probabilities,
+        labels=labels,
+        predictions=predictions,
+        misclassified=misclassified.astype(np.int64),
+    )

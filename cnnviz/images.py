@@ -1,0 +1,228 @@
+"""The one image loader: every image that enters cnnviz goes through here.
+
+Files come from the CLI, dataset folders and zips, and the app's uploads. They
+all pass through `load_image`, which applies EXIF orientation, flattens
+transparency onto white, converts palette / CMYK / 16-bit / float images to
+8-bit, keeps grayscale as one channel, and refuses decompression bombs before
+decoding a single pixel.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnnviz import limits
+from cnnviz.errors import ImageError
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
+
+#: File name suffixes the dataset loaders pick up.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def _describe(source: ImageSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.basename(os.fspath(source)) or os.fspath(source)
+    return getattr(source, "name", None) or "the image"
+
+
+def _read_bytes(source: ImageSource) -> bytes:
+    max_bytes = limits.max_image_bytes()
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(f"{path}: no such file; check the path.")
+        if path.is_dir():
+            raise ImageError(f"{path}: is a folder, not an image file.")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageError(
+                f"{path.name}: file is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB "
+                "limit (CNNVIZ_MAX_IMAGE_BYTES); use a smaller image."
+            )
+        data = path.read_bytes()
+    else:
+        data = source.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ImageError(
+            f"{_describe(source)}: file is over the {max_bytes / 2**20:.0f} MB limit "
+            "(CNNVIZ_MAX_IMAGE_BYTES); use a smaller image."
+        )
+    if not data:
+        raise ImageError(f"{_describe(source)}: file is empty; choose an image file.")
+    return data
+
+
+def _to_8bit_gray(image: Image.Image) -> Image.Image:
+    """Converts 16-bit, 32-bit and float single-channel images to 8-bit."""
+    array = np.asarray(image)
+    if image.mode == "F":
+        array = np.nan_to_num(array.astype(np.float64))
+        low, high = float(array.min()), float(array.max())
+        if high <= 1.0 and low >= 0.0:
+            scaled = array * 255.0
+        else:
+            scaled = (array - low) / max(high - low, 1e-12) * 255.0
+    elif array.dtype.itemsize > 1 or image.mode.startswith("I"):
+        array = array.astype(np.int64)
+        # 16-bit files use the full 0..65535 range; 32-bit "I" files from
+        # some tools hold 16-bit data too, so scale by what the file can hold.
+        top = 65535 if array.max(initial=0) <= 65535 else int(array.max())
+        scaled = np.clip(array, 0, top) * (255.0 / top)
+    else:
+        return image.convert("L")
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composites an image with transparency onto white."""
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def load_image(source: ImageSource) -> NDArray[np.uint8]:
+    """Reads one image file into a uint8 array, the way every cnnviz input is read.
+
+    Args:
+        source: a path, the file's bytes, or a binary file object (an upload).
+
+    Returns:
+        uint8 array of shape `(height, width, channels)`: channels is 1 for
+        grayscale images and 3 for everything else (palette, RGBA, CMYK, ...).
+        EXIF orientation is applied; transparency is flattened onto white; an
+        animated image gives its first frame.
+
+    Raises:
+        ImageError: the file is empty, not an image, truncated, or larger than
+            the limits in `cnnviz.limits` (decompression bombs are refused
+            before decoding).
+
+    Example:
+
+    >>> image = cnnviz.load_image("cat.jpg")
+    >>> image.shape, image.dtype
+    ((480, 640, 3), dtype('uint8'))
+    """
+    name = _describe(source)
+    data = _read_bytes(source)
+    max_pixels = limits.max_image_pixels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width <= 0 or height <= 0:
+                raise ImageError(f"{name}: image has no pixels ({width}x{height}).")
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"{name}: image is {width}x{height} pixels, over the limit of "
+                    f"{max_pixels:,} (CNNVIZ_MAX_IMAGE_PIXELS); resize it first."
+                )
+            image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: image declares too many pixels (decompression bomb); refused.")
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file cnnviz can read; use PNG, JPEG, WebP, BMP, GIF or TIFF.")
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as error:
+        raise ImageError(f"{name}: the image file is truncated or corrupt ({error}).")
+
+    mode = image.mode
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
+    if mode in _GRAY_MODES and not has_alpha:
+        image = _to_8bit_gray(image)
+    elif mode == "LA" or mode == "La":
+        image = _flatten_alpha(image).convert("L")
+    elif mode == "P" and not has_alpha:
+        palette_image = image.convert("RGB")
+        array = np.asarray(palette_image)
+        # A palette image whose palette is all grays is a grayscale image.
+        if np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 1], array[..., 2]):
+            image = palette_image.convert("L")
+        else:
+            image = palette_image
+    elif has_alpha:
+        image = _flatten_alpha(image)
+    else:
+        image = image.convert("RGB")
+
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[..., None]
+    return np.ascontiguousarray(array)
+
+
+def resize_image(
+    image: NDArray[np.uint8], size: tuple[int, int], channels: int | None = None
+) -> NDArray[np.uint8]:
+    """Resizes one uint8 image to `size` and optionally to a channel count.
+
+    Args:
+        image: uint8 array `(H, W)` or `(H, W, C)` with C in {1, 3, 4}.
+        size: `(height, width)` of the result.
+        channels: 1 or 3 to convert gray <-> RGB; `None` keeps the image's own.
+
+    Returns:
+        uint8 array `(height, width, channels)`.
+    """
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        raise ImageError(f"expected an image of shape (H, W, C) with C 1, 3 or 4, got {array.shape}.")
+    if array.shape[-1] == 4:
+        array = np.asarray(_flatten_alpha(Image.fromarray(array, mode="RGBA")))
+    target_channels = array.shape[-1] if channels is None else channels
+    height, width = int(size[0]), int(size[1])
+    pil = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    if target_channels == 1 and pil.mode != "L":
+        pil = pil.convert("L")
+    elif target_channels == 3 and pil.mode != "RGB":
+        pil = pil.convert("RGB")
+    if pil.size != (width, height):
+        pil = pil.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    result = np.asarray(pil, dtype=np.uint8)
+    if result.ndim == 2:
+        result = result[..., None]
+    return result
+
+
+def prepare_batch(images: NDArray | list[NDArray], input_shape: tuple[int, int, int]) -> NDArray[np.uint8]:
+    """Turns one image, a list of images or a batch into a model-ready uint8 batch.
+
+    Args:
+        images: one `(H, W)` / `(H, W, C)` image, a list of such images of any
+            sizes, or an `(N, H, W, C)` batch.
+        input_shape: the model's `(height, width, channels)`.
+
+    Returns:
+        uint8 array `(N, height, width, channels)`.
+    """
+    height, width, channels = input_shape
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        if images.shape[1:] == (height, width, channels) and images.dtype == np.uint8:
+            return images
+        batch = list(images)
+    elif isinstance(images, np.ndarray) and images.ndim in (2, 3):
+        batch = [images]
+    else:
+        batch = list(images)
+    return np.stack([resize_image(image, (height, width), channels) for image in batch])

@@ -1,0 +1,71 @@
+"""The one place for every size limit on what enters cnnviz.
+
+Each limit has a default and an environment variable that overrides it, read at
+call time so a hosted demo can tighten them without code changes.
+"""
+
+import os
+
+_DEFAULTS = {
+    # Largest image, in pixels, that the loader will decode (~ a 48 MP photo).
+    "CNNVIZ_MAX_IMAGE_PIXELS": 50_000_000,
+    # Largest image file, in bytes.
+    "CNNVIZ_MAX_IMAGE_BYTES": 50 * 1024 * 1024,
+    # Most entries a dataset zip may hold.
+    "CNNVIZ_MAX_ZIP_ENTRIES": 100_000,
+    # Most bytes a dataset zip may unpack to.
+    "CNNVIZ_MAX_ZIP_BYTES": 2 * 1024**3,
+    # Most files a dataset folder or zip may hold.
+    "CNNVIZ_MAX_DATASET_FILES": 100_000,
+    # Most classes in one dataset.
+    "CNNVIZ_MAX_CLASSES": 1000,
+}
+
+
+def get_limit(name: str) -> int:
+    """Returns the limit `name`, from the environment if set there.
+
+    Args:
+        name: str, one of the `CNNVIZ_MAX_*` names.
+
+    Returns:
+        The limit as an int.
+
+    Raises:
+        ValueError: the environment holds a value that is not a positive int.
+    """
+    default = _DEFAULTS[name]
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number; unset it or give e.g. {default}.")
+    if value <= 0:
+        raise ValueError(f"{name}={raw!r} must be positive; unset it or give e.g. {default}.")
+    return value
+
+
+def max_image_pixels() -> int:
+    return get_limit("CNNVIZ_MAX_IMAGE_PIXELS")
+
+
+def max_image_bytes() -> int:
+    return get_limit("CNNVIZ_MAX_IMAGE_BYTES")
+
+
+def max_zip_entries() -> int:
+    return get_limit("CNNVIZ_MAX_ZIP_ENTRIES")
+
+
+def max_zip_bytes() -> int:
+    return get_limit("CNNVIZ_MAX_ZIP_BYTES")
+
+
+def max_dataset_files() -> int:
+    return get_limit("CNNVIZ_MAX_DATASET_FILES")
+
+
+def max_classes() -> int:
+    return get_limit("CNNVIZ_MAX_CLASSES")
