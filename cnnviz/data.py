@@ -339,7 +339,7 @@ def _load_keras_dataset(key, size, validation_split, seed, num_samples) -> Datas
         "cifar10": (keras.datasets.cifar10.load_data, CIFAR10_CLASSES, "cifar-10-batches-py-target"),
     }
     load, class_names, cache_name = loaders[key]
-    cache_dir = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
+    cache_dir = Path(_keras_home()) / "datasets"
     try:
         (x_train, y_train), (x_test, y_test) = load()
     except Exception as error:  # keras raises bare Exception on fetch failures
@@ -362,6 +362,16 @@ def _load_keras_dataset(key, size, validation_split, seed, num_samples) -> Datas
         Split(_resize_all(x_test.astype(np.uint8), size), y_test),
     )
     return _carve_validation(dataset, validation_split, seed)
+
+
+def _keras_home() -> str:
+    """Where keras.datasets caches files (KERAS_HOME, read when Keras loads)."""
+    try:
+        from keras.src.backend.config import keras_home
+
+        return keras_home()
+    except ImportError:  # a Keras without this private helper
+        return os.environ.get("KERAS_HOME") or str(Path.home() / ".keras")
 
 
 # --- folders and zips -------------------------------------------------------
@@ -450,11 +460,11 @@ def _zip_entries(path: Path, report: LoadReport) -> list[_Entry]:
         name = info.filename.replace("\\", "/")
         posix = PurePosixPath(name)
         parts = posix.parts
-        if _is_junk(parts) or _is_hidden(parts):
-            report.ignored += 1
-            continue
         if posix.is_absolute() or ".." in parts or (len(name) > 1 and name[1] == ":"):
             report.skipped.append((name, "unsafe path in zip (absolute or '..'), skipped"))
+            continue
+        if _is_junk(parts) or _is_hidden(parts):
+            report.ignored += 1
             continue
         if stat.S_ISLNK(info.external_attr >> 16):
             report.skipped.append((name, "symbolic link in zip, skipped"))
@@ -560,7 +570,8 @@ def _read_entries(
             f"{label}: only one class ({class_names[0]!r}) has images; a classifier needs at "
             "least two class folders."
         )
-    channels = 1 if all(image.shape[-1] == 1 for image in images) else 3
+    # Grayscale stays grayscale, also when a format stored it as RGB (WebP).
+    channels = 1 if all(_is_gray(image) for image in images) else 3
     array = np.stack([resize_image(image, size, channels) for image in images])
     label_array = np.asarray(labels, dtype=np.int64)
     report.loaded = len(images)
@@ -581,6 +592,14 @@ def _read_entries(
     return _split_arrays(
         label, class_names, array, label_array, validation_split, test_split, seed, files=files, report=report
     )
+
+
+def _is_gray(image: NDArray) -> bool:
+    if image.shape[-1] == 1:
+        return True
+    # Lossy formats (WebP, JPEG) leave a few levels of colour noise in gray images.
+    channels = image.astype(np.int16)
+    return bool(np.abs(channels[..., 0:1] - channels[..., 1:]).max() <= 3)
 
 
 def load_image_folder(

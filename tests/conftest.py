@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny data made in the test, quiet TensorFlow, no network."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Any attempt to download (keras.utils.get_file) fails like an offline machine."""
+    import urllib.error
+
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+
+
+@pytest.fixture(autouse=True)
+def _clear_keras():
+    yield
+    import keras
+
+    keras.backend.clear_session()
+
+
+@pytest.fixture
+def tiny_arrays():
+    """32 random 16x16 RGB images in 2 learnable classes (bright vs dark)."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(32) % 2
+    images = rng.integers(0, 100, (32, 16, 16, 3)).astype(np.uint8)
+    images[labels == 1] += 120
+    return images, labels
+
+
+def write_image(path, array, **save_kwargs):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **save_kwargs)
+    return path
