@@ -16,7 +16,9 @@ SMALL = ModelConfig(input_shape=(16, 16, 3), num_classes=2, conv_blocks=2, filte
 
 @pytest.fixture
 def trained(tiny_arrays):
-    return cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=6)).model
+    model = cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=10, batch_size=8)).model
+    assert cnnviz.evaluate(model, tiny_arrays).accuracy >= 0.9
+    return model
 
 
 def test_evaluate_matches_sklearn_definitions(trained, tiny_arrays):

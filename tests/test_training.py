@@ -15,7 +15,7 @@ SMALL = ModelConfig(input_shape=(16, 16, 3), num_classes=2, conv_blocks=2, filte
 
 def test_learns_a_separable_problem(tiny_arrays):
     events = []
-    result = cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=8, learning_rate=0.01), on_event=events.append)
+    result = cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=8, batch_size=8), on_event=events.append)
     assert result.stop_reason == "completed"
     assert result.epochs == 8
     assert result.val_accuracy is not None

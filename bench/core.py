@@ -1,0 +1,137 @@
+"""Benchmarks for the core issue; prints a markdown table of figures and targets.
+
+Run: python bench/core.py [throughput] [accuracy] [shapes] [import]   (default: all)
+
+Each speed figure is compared with a baseline measured in the same run, as
+ratios, because this machine is noisy.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+RESULTS = []
+
+
+def record(name, value, target, unit=""):
+    RESULTS.append({"figure": name, "measured": value, "target": target, "unit": unit})
+    print(f"{name}: {value} {unit} (target {target})", flush=True)
+
+
+def bench_throughput(samples=12800, epochs=2):
+    """keras_mnist preset, 28x28x1, batch 128, no augmentation: cnnviz.train vs plain float32 fit."""
+    import keras
+
+    import cnnviz
+    from cnnviz.models import build_model, preset_config
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (samples, 28, 28, 1), dtype=np.uint8)
+    labels = rng.integers(0, 10, samples)
+    config = preset_config("keras_mnist", (28, 28, 1), 10)
+
+    def plain():
+        keras.utils.set_random_seed(0)
+        model = build_model(config)
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        x = images.astype("float32")
+        model.fit(x[:1280], labels[:1280], batch_size=128, epochs=1, verbose=0)  # warm-up
+        start = time.perf_counter()
+        model.fit(x, labels, batch_size=128, epochs=epochs, verbose=0)
+        return samples * epochs / (time.perf_counter() - start)
+
+    def ours():
+        train_config = cnnviz.TrainConfig(batch_size=128, epochs=1, validation_split=0.0)
+        cnnviz.train(config, (images[:1280], labels[:1280]), train_config)  # warm-up
+        result = cnnviz.train(
+            config, (images, labels), train_config.replace(epochs=epochs), verbose=0
+        )
+        return result.samples_per_second, result.precision
+
+    plain_rates, our_rates = [], []
+    for _ in range(2):  # interleaved, so drift hits both alike
+        plain_rates.append(plain())
+        rate, precision = ours()
+        our_rates.append(rate)
+    plain_rate, our_rate = max(plain_rates), max(our_rates)
+    record("keras_mnist plain float32 fit samples/s", round(plain_rate), "baseline")
+    record(f"keras_mnist cnnviz.train samples/s (precision {precision})", round(our_rate), "")
+    record("training throughput ratio cnnviz / plain fit", round(our_rate / plain_rate, 2), ">= 1.5")
+
+
+def _cli_train_evaluate(source, budget):
+    with tempfile.TemporaryDirectory() as folder:
+        model = os.path.join(folder, "m.keras")
+        train = subprocess.run(
+            [sys.executable, "-m", "cnnviz", "train", "--data", source, "--time-budget", str(budget), "--out", model, "--json"],
+            capture_output=True, text=True, check=True,
+        )
+        summary = json.loads(train.stdout.strip().splitlines()[-1])
+        evaluate = subprocess.run(
+            [sys.executable, "-m", "cnnviz", "evaluate", model, "--data", source, "--json"],
+            capture_output=True, text=True, check=True,
+        )
+        return summary, json.loads(evaluate.stdout.strip().splitlines()[-1])
+
+
+def bench_accuracy():
+    for source, budget, target in (("shapes", 30, ">= 0.97"), ("digits", 15, ">= 0.98")):
+        summary, report = _cli_train_evaluate(source, budget)
+        record(
+            f"{source} test accuracy, cnnviz train --time-budget {budget} (defaults; {summary['epochs']} epochs, "
+            f"{summary['samples_per_second']:.0f} samples/s)",
+            round(report["accuracy"], 4), target,
+        )
+
+
+def bench_shapes():
+    from cnnviz.shapes import generate_shapes
+
+    generate_shapes(256)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        generate_shapes(6000)
+        times.append(time.perf_counter() - start)
+    record("shapes: 6,000 images, best of 3", round(min(times), 2), "<= 3", "s")
+
+
+def bench_import():
+    def timed(statement):
+        best = []
+        for _ in range(3):
+            out = subprocess.run(
+                [sys.executable, "-c", f"import time; s=time.perf_counter(); {statement}; print(time.perf_counter()-s)"],
+                capture_output=True, text=True, check=True,
+            )
+            best.append(float(out.stdout.strip().splitlines()[-1]))
+        return min(best)
+
+    tensorflow = timed("import tensorflow")
+    ours = timed("import cnnviz")
+    record("import tensorflow", round(tensorflow, 3), "baseline", "s")
+    record("import cnnviz", round(ours, 3), "<= import tensorflow", "s")
+
+
+def main():
+    chosen = sys.argv[1:] or ["shapes", "import", "throughput", "accuracy"]
+    functions = {"throughput": bench_throughput, "accuracy": bench_accuracy, "shapes": bench_shapes, "import": bench_import}
+    for name in chosen:
+        functions[name]()
+    print()
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}; Python {platform.python_version()}")
+    print("| figure | measured | target |\n|---|---|---|")
+    for row in RESULTS:
+        print(f"| {row['figure']} | {row['measured']} {row['unit']} | {row['target']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnviz.cli import main
+
+from .conftest import write_image
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"
+
+
+def _run(capsys, *argv):
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def _last_json(out):
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, low in (("dark", 0), ("bright", 150)):
+        for index in range(12):
+            write_image(tmp_path / "data" / name / f"{index}.png", rng.integers(low, low + 100, (20, 20, 3)).astype(np.uint8))
+    return tmp_path / "data"
+
+
+def test_train_evaluate_predict_json_contract(capsys, tmp_path, image_folder):
+    model_path = tmp_path / "m.keras"
+    status, out, err = _run(
+        capsys, "train", "--data", str(image_folder), "--epochs", "6", "--batch-size", "8",
+        "--image-size", "16", "--out", str(model_path), "--json",
+    )
+    assert status == 0, err
+    summary = _last_json(out)
+    assert set(summary) >= {"train_seconds", "epochs", "samples_per_second", "val_accuracy", "classes"}
+    assert summary["classes"] == ["bright", "dark"] and summary["epochs"] == 6
+    assert model_path.exists()
+
+    status, out, err = _run(capsys, "evaluate", str(model_path), "--data", str(image_folder), "--json")
+    assert status == 0, err
+    report = _last_json(out)
+    assert report["n"] == 24 and report["classes"] == ["bright", "dark"]
+    assert np.asarray(report["confusion_matrix"]).sum() == 24
+    assert 0 <= report["accuracy"] <= 1
+
+    good = image_folder / "bright" / "0.png"
+    bad = tmp_path / "bad.png"
+    bad.write_text("<html>")
+    status, out, err = _run(capsys, "predict", str(model_path), str(good), str(bad), "--top-k", "2", "--json")
+    assert status != 0
+    answer = _last_json(out)
+    assert [item["file"] for item in answer["predictions"]] == [str(good)]
+    assert len(answer["predictions"][0]["top_k"]) == 2
+    assert set(answer["predictions"][0]) == {"file", "class", "probability", "top_k"}
+    assert answer["errors"][0]["file"] == str(bad) and "not an image" in answer["errors"][0]["error"]
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+def test_evaluate_unknown_class_folder_is_clear(capsys, tmp_path, image_folder):
+    model_path = tmp_path / "m.keras"
+    assert _run(capsys, "train", "--data", str(image_folder), "--epochs", "1", "--image-size", "16", "--out", str(model_path))[0] == 0
+    (image_folder / "bright").rename(image_folder / "zebra")
+    status, out, err = _run(capsys, "evaluate", str(model_path), "--data", str(image_folder))
+    assert status == 2
+    assert "'zebra' is not one the model knows" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "nowhere", "--out", "m.keras"], "unknown data source"),
+        (["train", "--data", "digits", "--epochs", "zero", "--out", "m.keras"], "not a whole number"),
+        (["train", "--data", "digits", "--time-budget", "-3", "--out", "m.keras"], "positive"),
+        (["train", "--data", "digits", "--out", "model.h5"], "must end in .keras"),
+        (["train", "--data", "digits", "--preset", "huge", "--out", "m.keras"], "invalid choice"),
+        (["evaluate", "missing.keras", "--data", "digits"], "no such model"),
+        (["predict", "missing.keras", "x.png"], "no such model"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_one_line_no_traceback(capsys, argv, message):
+    status, out, err = _run(capsys, *argv)
+    assert status == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_not_a_model_file(capsys, tmp_path):
+    fake = tmp_path / "fake.keras"
+    fake.write_bytes(b"pickle? no")
+    status, _, err = _run(capsys, "predict", str(fake), "x.png")
+    assert status == 2 and "not a Keras 3 .keras model file" in err
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "cnnviz", "predict", str(tmp_path / "none.keras"), "x.png"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [f"cnnviz: {tmp_path / 'none.keras'}: no such model file."]
+
+
+@pytest.mark.parametrize("name, classes, size", [("shapes", 4, (64, 64, 3)), ("digits", 10, (28, 28, 1))])
+def test_default_models_ship_and_answer(name, classes, size, tmp_path):
+    import cnnviz
+
+    path = ASSETS / f"{name}.keras"
+    assert path.stat().st_size <= 2 * 1024 * 1024
+    model = cnnviz.load_model(path)
+    assert len(cnnviz.class_names_of(model)) == classes
+    assert tuple(model.input_shape[1:]) == size
+    data = cnnviz.load_dataset(name, num_samples=400 if name == "shapes" else None, seed=99)
+    assert cnnviz.evaluate(model, data).accuracy >= 0.9
