@@ -51,9 +51,7 @@ def bench_throughput(samples=12800, epochs=2):
     def ours():
         train_config = cnnviz.TrainConfig(batch_size=128, epochs=1, validation_split=0.0)
         cnnviz.train(config, (images[:1280], labels[:1280]), train_config)  # warm-up
-        result = cnnviz.train(
-            config, (images, labels), train_config.replace(epochs=epochs), verbose=0
-        )
+        result = cnnviz.train(config, (images, labels), train_config.replace(epochs=epochs), verbose=0)
         return result.samples_per_second, result.precision
 
     plain_rates, our_rates = [], []
@@ -71,13 +69,29 @@ def _cli_train_evaluate(source, budget):
     with tempfile.TemporaryDirectory() as folder:
         model = os.path.join(folder, "m.keras")
         train = subprocess.run(
-            [sys.executable, "-m", "cnnviz", "train", "--data", source, "--time-budget", str(budget), "--out", model, "--json"],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                "-m",
+                "cnnviz",
+                "train",
+                "--data",
+                source,
+                "--time-budget",
+                str(budget),
+                "--out",
+                model,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         summary = json.loads(train.stdout.strip().splitlines()[-1])
         evaluate = subprocess.run(
             [sys.executable, "-m", "cnnviz", "evaluate", model, "--data", source, "--json"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return summary, json.loads(evaluate.stdout.strip().splitlines()[-1])
 
@@ -88,7 +102,8 @@ def bench_accuracy():
         record(
             f"{source} test accuracy, cnnviz train --time-budget {budget} (defaults; {summary['epochs']} epochs, "
             f"{summary['samples_per_second']:.0f} samples/s)",
-            round(report["accuracy"], 4), target,
+            round(report["accuracy"], 4),
+            target,
         )
 
 
@@ -109,8 +124,14 @@ def bench_import():
         best = []
         for _ in range(3):
             out = subprocess.run(
-                [sys.executable, "-c", f"import time; s=time.perf_counter(); {statement}; print(time.perf_counter()-s)"],
-                capture_output=True, text=True, check=True,
+                [
+                    sys.executable,
+                    "-c",
+                    f"import time; s=time.perf_counter(); {statement}; print(time.perf_counter()-s)",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             )
             best.append(float(out.stdout.strip().splitlines()[-1]))
         return min(best)
@@ -123,11 +144,18 @@ def bench_import():
 
 def main():
     chosen = sys.argv[1:] or ["shapes", "import", "throughput", "accuracy"]
-    functions = {"throughput": bench_throughput, "accuracy": bench_accuracy, "shapes": bench_shapes, "import": bench_import}
+    functions = {
+        "throughput": bench_throughput,
+        "accuracy": bench_accuracy,
+        "shapes": bench_shapes,
+        "import": bench_import,
+    }
     for name in chosen:
         functions[name]()
     print()
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}; Python {platform.python_version()}")
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}; Python {platform.python_version()}"
+    )
     print("| figure | measured | target |\n|---|---|---|")
     for row in RESULTS:
         print(f"| {row['figure']} | {row['measured']} {row['unit']} | {row['target']} |")

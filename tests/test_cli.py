@@ -28,15 +28,29 @@ def image_folder(tmp_path):
     rng = np.random.default_rng(0)
     for name, low in (("dark", 0), ("bright", 150)):
         for index in range(12):
-            write_image(tmp_path / "data" / name / f"{index}.png", rng.integers(low, low + 100, (20, 20, 3)).astype(np.uint8))
+            write_image(
+                tmp_path / "data" / name / f"{index}.png",
+                rng.integers(low, low + 100, (20, 20, 3)).astype(np.uint8),
+            )
     return tmp_path / "data"
 
 
 def test_train_evaluate_predict_json_contract(capsys, tmp_path, image_folder):
     model_path = tmp_path / "m.keras"
     status, out, err = _run(
-        capsys, "train", "--data", str(image_folder), "--epochs", "6", "--batch-size", "8",
-        "--image-size", "16", "--out", str(model_path), "--json",
+        capsys,
+        "train",
+        "--data",
+        str(image_folder),
+        "--epochs",
+        "6",
+        "--batch-size",
+        "8",
+        "--image-size",
+        "16",
+        "--out",
+        str(model_path),
+        "--json",
     )
     assert status == 0, err
     summary = _last_json(out)
@@ -66,7 +80,21 @@ def test_train_evaluate_predict_json_contract(capsys, tmp_path, image_folder):
 
 def test_evaluate_unknown_class_folder_is_clear(capsys, tmp_path, image_folder):
     model_path = tmp_path / "m.keras"
-    assert _run(capsys, "train", "--data", str(image_folder), "--epochs", "1", "--image-size", "16", "--out", str(model_path))[0] == 0
+    assert (
+        _run(
+            capsys,
+            "train",
+            "--data",
+            str(image_folder),
+            "--epochs",
+            "1",
+            "--image-size",
+            "16",
+            "--out",
+            str(model_path),
+        )[0]
+        == 0
+    )
     (image_folder / "bright").rename(image_folder / "zebra")
     status, out, err = _run(capsys, "evaluate", str(model_path), "--data", str(image_folder))
     assert status == 2
@@ -104,10 +132,14 @@ def test_not_a_model_file(capsys, tmp_path):
 def test_python_dash_m_entry_point(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "cnnviz", "predict", str(tmp_path / "none.keras"), "x.png"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert completed.returncode == 2
-    assert completed.stderr.strip().splitlines() == [f"cnnviz: {tmp_path / 'none.keras'}: no such model file."]
+    assert completed.stderr.strip().splitlines() == [
+        f"cnnviz: {tmp_path / 'none.keras'}: no such model file."
+    ]
 
 
 @pytest.mark.parametrize("name, classes, size", [("shapes", 4, (64, 64, 3)), ("digits", 10, (28, 28, 1))])

@@ -161,7 +161,7 @@ def test_offline_and_uncached_gives_one_clear_line(keras_home, source):
 
 def _make_class_folder(root, classes=("cats", "dogs"), per_class=6, size=(20, 30), gray=False):
     rng = np.random.default_rng(0)
-    for index, name in enumerate(classes):
+    for name in classes:
         for number in range(per_class):
             shape = size if gray else (*size, 3)
             array = rng.integers(0, 255, shape, dtype=np.uint8)

@@ -89,5 +89,14 @@ def test_every_config_field_changes_the_model():
 
 
 def test_top_level_api_is_lazy_and_complete():
-    for name in ("load_dataset", "build_model", "train", "evaluate", "predict", "load_image", "save_model", "load_model"):
+    for name in (
+        "load_dataset",
+        "build_model",
+        "train",
+        "evaluate",
+        "predict",
+        "load_image",
+        "save_model",
+        "load_model",
+    ):
         assert callable(getattr(cnnviz, name))

@@ -130,7 +130,9 @@ def test_augmentation_preview_changes_images_and_keeps_dtype(tiny_arrays):
     images = tiny_arrays[0][:4]
     same = augment_preview(images, TrainConfig())
     np.testing.assert_array_equal(same, images)
-    changed = augment_preview(images, TrainConfig(flip="horizontal", rotate=0.2, zoom=0.2, translate=0.2, contrast=0.3))
+    changed = augment_preview(
+        images, TrainConfig(flip="horizontal", rotate=0.2, zoom=0.2, translate=0.2, contrast=0.3)
+    )
     assert changed.dtype == np.uint8 and changed.shape == images.shape
     assert not np.array_equal(changed, images)
 
