@@ -36,7 +36,7 @@ except cnnviz.ImageError as error:
     st.stop()
 prediction = cnnviz.predict(model, image, top_k=5)[0]
 left, right = st.columns([1, 2])
-left.image(image, caption=upload.name, use_container_width=True, clamp=True)
+left.image(image, caption=upload.name, width="stretch")
 right.metric("Prediction", prediction["class"], f"{prediction['probability']:.1%} sure")
 chart = px.bar(
     x=[entry["probability"] for entry in prediction["top_k"]],
@@ -46,4 +46,4 @@ chart = px.bar(
     range_x=[0, 1],
 )
 chart.update_layout(yaxis={"autorange": "reversed"}, height=260, margin={"l": 0, "r": 0, "t": 10, "b": 0})
-right.plotly_chart(chart, use_container_width=True, key="predict.chart")
+right.plotly_chart(chart, key="predict.chart")
