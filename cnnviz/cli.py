@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--data", required=True, help="a built-in name (its test split), a folder or a .zip (all of it)"
     )
+    evaluate.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="split seed of a built-in source (default: the seed the model was trained with)",
+    )
     evaluate.add_argument("--json", action="store_true")
 
     predict = commands.add_parser("predict", help="classify image files")
@@ -141,6 +147,7 @@ def _load_data(source: str, **kwargs):
 
 def _command_train(args) -> int:
     import cnnviz
+    from cnnviz.saving import set_metadata
     from cnnviz.training import TrainConfig
 
     out = Path(args.out)
@@ -178,6 +185,7 @@ def _command_train(args) -> int:
         result = cnnviz.train(args.preset, data, config, on_event=on_event)
     finally:
         bar.close()
+    set_metadata(result.model, training={"data": args.data, "seed": args.seed, "preset": args.preset})
     cnnviz.save_model(result.model, out, data.class_names)
     summary = {
         "train_seconds": round(result.train_seconds, 3),
@@ -207,16 +215,17 @@ def _command_evaluate(args) -> int:
     import cnnviz
     from cnnviz.data import BUILTIN_SOURCES
     from cnnviz.errors import DatasetError
+    from cnnviz.saving import get_metadata
 
     model = cnnviz.load_model(args.model)
     model_classes = cnnviz.class_names_of(model)
     height, width = (int(side) for side in model.input_shape[1:3])
     builtin = args.data.strip().lower().replace("-", "_") in BUILTIN_SOURCES
     if builtin:
-        data = _load_data(
-            args.data,
-            image_size=None if args.data.strip().lower() == "shapes" and height == 64 else (height, width),
-        )
+        # The test split is only unseen if it is drawn with the training seed.
+        trained_on = get_metadata(model).get("training", {})
+        seed = args.seed if args.seed is not None else int(trained_on.get("seed", 0))
+        data = _load_data(args.data, image_size=(height, width), seed=seed)
         part = data.test
     else:
         data = _load_data(args.data, image_size=(height, width), validation_split=0.0, test_split=0.0)

@@ -153,3 +153,28 @@ def test_default_models_ship_and_answer(name, classes, size, tmp_path):
     assert tuple(model.input_shape[1:]) == size
     data = cnnviz.load_dataset(name, num_samples=400 if name == "shapes" else None, seed=99)
     assert cnnviz.evaluate(model, data).accuracy >= 0.9
+
+
+def test_evaluate_reuses_the_training_seed_for_an_unseen_test_split(capsys, tmp_path, monkeypatch):
+    import cnnviz
+    import cnnviz.cli as cli
+
+    model_path = tmp_path / "digits.keras"
+    status, _, err = _run(
+        capsys, "train", "--data", "digits", "--epochs", "1", "--seed", "7", "--out", str(model_path)
+    )
+    assert status == 0, err
+    from cnnviz.saving import get_metadata
+
+    assert get_metadata(cnnviz.load_model(model_path))["training"]["seed"] == 7
+    seeds = []
+    real_load = cli._load_data
+
+    def spy(source, **kwargs):
+        seeds.append(kwargs.get("seed"))
+        return real_load(source, **kwargs)
+
+    monkeypatch.setattr(cli, "_load_data", spy)
+    assert _run(capsys, "evaluate", str(model_path), "--data", "digits")[0] == 0
+    assert _run(capsys, "evaluate", str(model_path), "--data", "digits", "--seed", "3")[0] == 0
+    assert seeds == [7, 3]
