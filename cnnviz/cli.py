@@ -147,6 +147,7 @@ def _load_data(source: str, **kwargs):
 
 def _command_train(args) -> int:
     import cnnviz
+    from cnnviz.models import count_flops
     from cnnviz.saving import set_metadata
     from cnnviz.training import TrainConfig
 
@@ -194,6 +195,8 @@ def _command_train(args) -> int:
         "val_accuracy": result.val_accuracy,
         "classes": list(data.class_names),
         "precision": result.precision,
+        "parameters": int(result.model.count_params()),
+        "flops_per_image": count_flops(result.model),
         "stop_reason": result.stop_reason,
         "model": str(out),
     }
@@ -204,7 +207,8 @@ def _command_train(args) -> int:
         accuracy = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.4f}"
         print(
             f"trained {result.epochs} epochs in {result.train_seconds:.1f} s "
-            f"({result.samples_per_second:.0f} samples/s), validation accuracy {accuracy} -> {out}"
+            f"({result.samples_per_second:.0f} samples/s), validation accuracy {accuracy} -> {out}\n"
+            f"model: {summary['parameters']:,} parameters, {summary['flops_per_image'] / 1e6:.1f} MFLOPs per image"
         )
     return EXIT_FAILED if result.stop_reason == "nan" else 0
 

@@ -352,15 +352,10 @@ def _load_keras_dataset(key, size, validation_split, seed, num_samples) -> Datas
     y_train, y_test = (np.asarray(y).reshape(-1).astype(np.int64) for y in (y_train, y_test))
     if num_samples:
         x_train, y_train = x_train[:num_samples], y_train[:num_samples]
-    dataset = Dataset(
-        key,
-        class_names,
-        Split(_resize_all(x_train.astype(np.uint8), size), y_train),
-        Split(
-            np.zeros((0, *(size or x_train.shape[1:3]), x_train.shape[-1]), np.uint8), np.zeros(0, np.int64)
-        ),
-        Split(_resize_all(x_test.astype(np.uint8), size), y_test),
-    )
+    train = Split(_resize_all(x_train.astype(np.uint8), size), y_train)
+    no_validation = train.subset(np.zeros(0, dtype=np.int64))
+    test = Split(_resize_all(x_test.astype(np.uint8), size), y_test)
+    dataset = Dataset(key, class_names, train, no_validation, test)
     return _carve_validation(dataset, validation_split, seed)
 
 

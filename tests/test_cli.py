@@ -56,6 +56,7 @@ def test_train_evaluate_predict_json_contract(capsys, tmp_path, image_folder):
     summary = _last_json(out)
     assert set(summary) >= {"train_seconds", "epochs", "samples_per_second", "val_accuracy", "classes"}
     assert summary["classes"] == ["bright", "dark"] and summary["epochs"] == 6
+    assert summary["parameters"] > 0 and summary["flops_per_image"] > summary["parameters"]
     assert model_path.exists()
 
     status, out, err = _run(capsys, "evaluate", str(model_path), "--data", str(image_folder), "--json")
