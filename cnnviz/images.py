@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -136,8 +137,14 @@ def load_image(source: ImageSource) -> NDArray[np.uint8]:
             image = ImageOps.exif_transpose(image)
     except ImageError:
         raise
-    except Image.DecompressionBombError:
-        raise ImageError(f"{name}: image declares too many pixels (decompression bomb); refused.")
+    except Image.DecompressionBombError as error:
+        # Pillow refuses far-too-large headers inside open(), before our check.
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(declared.group(1)):,} pixels" if declared else "too many pixels"
+        raise ImageError(
+            f"{name}: image declares {size}, over the limit of {max_pixels:,} "
+            "(CNNVIZ_MAX_IMAGE_PIXELS); refused as a possible decompression bomb."
+        )
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file cnnviz can read; use PNG, JPEG, WebP, BMP, GIF or TIFF.")
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as error:

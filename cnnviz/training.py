@@ -145,19 +145,27 @@ class TrainResult:
     precision: str
 
 
+def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX512_BF16 or AMX).
+
+    Args:
+        cpuinfo: text of /proc/cpuinfo; read from the system when `None`.
+    """
+    if cpuinfo is None:
+        cpuinfo = _read_cpuinfo()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[1].split()))
+    return False
+
+
 @lru_cache(maxsize=1)
-def _cpu_has_native_bfloat16() -> bool:
+def _read_cpuinfo() -> str:
     try:
         with open("/proc/cpuinfo") as handle:
-            text = handle.read()
+            return handle.read()
     except OSError:
-        return False
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
+        return ""
 
 
 def resolve_precision(precision: str = "auto") -> str:
@@ -175,7 +183,7 @@ def resolve_precision(precision: str = "auto") -> str:
 
     if tf.config.list_physical_devices("GPU"):
         return "bfloat16"
-    return "bfloat16" if _cpu_has_native_bfloat16() else "float32"
+    return "bfloat16" if cpu_has_native_bfloat16() else "float32"
 
 
 def make_augmentation(config: TrainConfig, seed: int = 0):

@@ -112,3 +112,18 @@ def test_resize_and_prepare_batch_adapt_size_and_channels():
     assert batch.shape == (2, 8, 8, 3) and batch.dtype == np.uint8
     assert batch[0].min() == 200
     assert resize_image(color, (4, 5), channels=1).shape == (4, 5, 1)
+
+
+def test_png_declaring_30000_by_30000_pixels_is_refused():
+    import struct
+    import zlib
+
+    data = bytearray(_png_bytes(Image.new("L", (1, 1))))
+    # Rewrite the IHDR chunk's width and height (and its CRC): a tiny file that
+    # claims 900 million pixels, the classic decompression bomb.
+    ihdr_start = data.index(b"IHDR")
+    data[ihdr_start + 4 : ihdr_start + 12] = struct.pack(">II", 30000, 30000)
+    crc = zlib.crc32(bytes(data[ihdr_start : ihdr_start + 17]))
+    data[ihdr_start + 17 : ihdr_start + 21] = struct.pack(">I", crc)
+    with pytest.raises(ImageError, match="900,000,000 pixels, over the limit"):
+        load_image(bytes(data))

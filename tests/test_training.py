@@ -149,6 +149,31 @@ def test_precision_auto_resolves_to_supported_choice():
         resolve_precision("float8")
 
 
+@pytest.mark.parametrize(
+    "flags, native",
+    [
+        ("fpu sse avx avx2 fma", False),
+        ("fpu avx512f avx512_bf16 avx512_vnni", True),
+        ("fpu amx_bf16 amx_tile", True),
+    ],
+)
+def test_native_bfloat16_detection(flags, native):
+    from cnnviz.training import cpu_has_native_bfloat16
+
+    assert cpu_has_native_bfloat16(f"processor\t: 0\nflags\t\t: {flags}\n") is native
+    assert cpu_has_native_bfloat16("no flags line") is False
+
+
+def test_precision_auto_follows_the_cpu(monkeypatch):
+    import cnnviz.training as training
+
+    monkeypatch.setattr(training, "_read_cpuinfo", lambda: "flags : avx2 avx512_bf16")
+    monkeypatch.setattr("tensorflow.config.list_physical_devices", lambda kind=None: [])
+    assert resolve_precision("auto") == "bfloat16"
+    monkeypatch.setattr(training, "_read_cpuinfo", lambda: "flags : avx2 fma")
+    assert resolve_precision("auto") == "float32"
+
+
 def test_bfloat16_training_returns_float32_model(tiny_arrays):
     result = cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=1, precision="bfloat16"))
     assert result.precision == "bfloat16"
