@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +148,28 @@ def _load_data(source: str, **kwargs):
 
 
 def _command_train(args) -> int:
+    # Ctrl-C stops training after the current batch and saves what was learnt.
+    stop = threading.Event()
+
+    def on_interrupt(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(
+            "\ncnnviz: stopping after this batch; the model so far will be saved (Ctrl-C again to abort).",
+            file=sys.stderr,
+        )
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGINT, on_interrupt) if in_main_thread else None
+    try:
+        return _train_and_save(args, stop)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous_handler)
+
+
+def _train_and_save(args, stop: threading.Event) -> int:
     import cnnviz
     from cnnviz.models import count_flops
     from cnnviz.saving import set_metadata
@@ -183,7 +207,7 @@ def _command_train(args) -> int:
             bar.update(1)
 
     try:
-        result = cnnviz.train(args.preset, data, config, on_event=on_event)
+        result = cnnviz.train(args.preset, data, config, on_event=on_event, stop_event=stop)
     finally:
         bar.close()
     set_metadata(result.model, training={"data": args.data, "seed": args.seed, "preset": args.preset})

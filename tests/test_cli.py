@@ -179,3 +179,41 @@ def test_evaluate_reuses_the_training_seed_for_an_unseen_test_split(capsys, tmp_
     assert _run(capsys, "evaluate", str(model_path), "--data", "digits")[0] == 0
     assert _run(capsys, "evaluate", str(model_path), "--data", "digits", "--seed", "3")[0] == 0
     assert seeds == [7, 3]
+
+
+def test_ctrl_c_during_training_saves_the_model_so_far(tmp_path):
+    import signal
+    import time
+
+    model_path = tmp_path / "interrupted.keras"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cnnviz",
+            "train",
+            "--data",
+            "digits",
+            "--epochs",
+            "100000",
+            "--out",
+            str(model_path),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(12)  # past TensorFlow's import and into training
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["stop_reason"] == "stopped"
+    assert "Traceback" not in err
+    import cnnviz
+
+    assert cnnviz.class_names_of(cnnviz.load_model(model_path))[0] == "0"
