@@ -7,13 +7,17 @@ import streamlit as st
 
 import cnnviz
 
-MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
-CHOICES = {"Shapes (circle, square, triangle, star)": "shapes.keras", "Handwritten digits": "digits.keras"}
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# Model choice -> (model file, prefix of its sample images in assets/samples).
+CHOICES = {
+    "Shapes (circle, square, triangle, star)": ("shapes.keras", "shape_"),
+    "Handwritten digits": ("digits.keras", "digit_"),
+}
 
 
 @st.cache_resource(show_spinner="Loading the model...")
 def load_default_model(file_name: str):
-    return cnnviz.load_model(MODELS / file_name)
+    return cnnviz.load_model(ASSETS / "models" / file_name)
 
 
 st.title("What does the network see?")
@@ -22,21 +26,30 @@ st.write(
     "The bars show how sure it is about each class."
 )
 choice = st.selectbox("Model", list(CHOICES), key="predict.model")
-model = load_default_model(CHOICES[choice])
+model_file, sample_prefix = CHOICES[choice]
+model = load_default_model(model_file)
 upload = st.file_uploader(
-    "Image", type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"], key="predict.upload"
+    "Upload an image", type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"], key="predict.upload"
 )
-if upload is None:
-    st.info("Upload a PNG or JPEG to get a prediction.")
-    st.stop()
+samples = {
+    path.stem.removeprefix(sample_prefix): path
+    for path in sorted((ASSETS / "samples").glob(f"{sample_prefix}*.png"))
+}
+sample = st.radio(
+    "...or try a sample", list(samples), horizontal=True, key="predict.sample", disabled=upload is not None
+)
+if upload is not None:
+    data, caption = upload.getvalue(), upload.name
+else:
+    data, caption = samples[sample].read_bytes(), f"sample: {sample}"
 try:
-    image = cnnviz.load_image(upload.getvalue())
+    image = cnnviz.load_image(data)
 except cnnviz.ImageError as error:
     st.error(f"{error} Try another file.")
     st.stop()
 prediction = cnnviz.predict(model, image, top_k=5)[0]
 left, right = st.columns([1, 2])
-left.image(image, caption=upload.name, width="stretch")
+left.image(image, caption=caption, width="stretch")
 right.metric("Prediction", prediction["class"], f"{prediction['probability']:.1%} sure")
 chart = px.bar(
     x=[entry["probability"] for entry in prediction["top_k"]],

@@ -14,7 +14,19 @@ def test_app_opens_on_predict_page_without_error():
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     assert not app.exception
     assert app.selectbox(key="predict.model").value.startswith("Shapes")
-    assert "Upload" in app.info[0].value
+    # With no upload, the first sample is classified at once, correctly.
+    assert app.radio(key="predict.sample").value == "circle"
+    assert app.metric[0].value == "circle"
+
+
+def test_sample_choice_and_digits_model():
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    app.radio(key="predict.sample").set_value("star").run()
+    assert app.metric[0].value == "star"
+    app.selectbox(key="predict.model").set_value("Handwritten digits").run()
+    assert not app.exception
+    assert app.radio(key="predict.sample").options == ["3", "7"]
+    assert app.metric[0].value == app.radio(key="predict.sample").value
 
 
 def test_cnnviz_never_imports_streamlit():
