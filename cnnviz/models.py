@@ -45,7 +45,9 @@ class ModelConfig:
             Defaults to `True`.
         activation: one of `ACTIVATIONS`. Defaults to `"relu"`.
         block_dropout: float, dropout after each block's pooling. Defaults to `0.0`.
-        pool_last_block: bool, whether the last block pools too. Defaults to `True`.
+        pooled_blocks: int or None, how many blocks, counted from the first,
+            end in 2x2 max pooling; `None` = all. Fewer keeps a finer last
+            feature map, so heatmaps (Grad-CAM) localize better. Defaults to `None`.
         head: `"global_avg"` (global average pooling) or `"flatten"`.
             Defaults to `"global_avg"`.
         dense_units: int, units of a hidden dense layer; 0 for none. Defaults to `0`.
@@ -65,7 +67,7 @@ class ModelConfig:
     batch_norm: bool = True
     activation: str = "relu"
     block_dropout: float = 0.0
-    pool_last_block: bool = True
+    pooled_blocks: int | None = None
     head: str = "global_avg"
     dense_units: int = 0
     dense_dropout: float = 0.0
@@ -94,7 +96,8 @@ class ModelConfig:
         _check_float("dense_dropout", self.dense_dropout)
         _check_int("dense_units", self.dense_units, 0, 8192)
         object.__setattr__(self, "batch_norm", bool(self.batch_norm))
-        object.__setattr__(self, "pool_last_block", bool(self.pool_last_block))
+        if self.pooled_blocks is not None:
+            _check_int("pooled_blocks", self.pooled_blocks, 0, self.conv_blocks)
         # The spatial size must survive every block.
         height, width = shape[:2]
         height, width = -(-height // self.stem_stride), -(-width // self.stem_stride)
@@ -102,13 +105,17 @@ class ModelConfig:
             for _ in range(self.convs_per_block):
                 if self.padding == "valid":
                     height, width = height - self.kernel_size + 1, width - self.kernel_size + 1
-            if block < self.conv_blocks or self.pool_last_block:
+            if self.pools_after(block):
                 height, width = height // 2, width // 2
             if height < 1 or width < 1:
                 raise ConfigError(
                     f"{self.conv_blocks} conv blocks shrink a {shape[0]}x{shape[1]} image to nothing; "
                     "use fewer blocks, 'same' padding or larger images."
                 )
+
+    def pools_after(self, block: int) -> bool:
+        """Whether 1-based `block` ends in max pooling."""
+        return self.pooled_blocks is None or block <= self.pooled_blocks
 
     def block_filters(self, block: int) -> int:
         """Channels of the convolutions in 1-based `block`."""
@@ -197,7 +204,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": dict(
         conv_blocks=4,
         filters=16,
-        pool_last_block=False,
         convs_per_block=1,
         padding="same",
         batch_norm=True,
@@ -233,6 +239,9 @@ def preset_config(
     if name == "fast" and min(input_shape[:2]) >= 48:
         values["stem_stride"] = 2
     values.update(overrides)
+    if name == "fast" and "pooled_blocks" not in overrides:
+        # The last block keeps its map (pooling a 4x4 map to 2x2 only loses detail).
+        values["pooled_blocks"] = values["conv_blocks"] - 1
     return ModelConfig(**values)
 
 
@@ -281,7 +290,7 @@ def build_model(config: ModelConfig | None = None, **overrides: Any):
                 # statistics to catch up within a few hundred steps.
                 x = layers.BatchNormalization(momentum=0.9, name=f"bn{conv_index}")(x)
                 x = layers.Activation(activation, name=f"act{conv_index}")(x)
-        if block < config.conv_blocks or config.pool_last_block:
+        if config.pools_after(block):
             x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
         if config.block_dropout > 0:
             x = layers.Dropout(config.block_dropout, name=f"drop{block}")(x)

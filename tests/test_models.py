@@ -100,3 +100,17 @@ def test_top_level_api_is_lazy_and_complete():
         "load_model",
     ):
         assert callable(getattr(cnnviz, name))
+
+
+def test_pooled_blocks_sets_the_last_map_size():
+    # fast at 64 px: stride-2 stem (32), then pooling after blocks 1..3 -> 4x4 by default.
+    default = cnnviz.build_model(cnnviz.preset_config("fast", (64, 64, 3), 4))
+    assert default.get_layer("act4").output.shape[1:3] == (4, 4)
+    finer = cnnviz.build_model(cnnviz.preset_config("fast", (64, 64, 3), 4, pooled_blocks=2))
+    assert finer.get_layer("act4").output.shape[1:3] == (8, 8)
+    assert "pool3" not in [layer.name for layer in finer.layers]
+    # Fewer blocks keep the fast rule: every block but the last pools.
+    two = cnnviz.build_model(cnnviz.preset_config("fast", (64, 64, 3), 4, conv_blocks=2))
+    assert [layer.name for layer in two.layers if layer.name.startswith("pool")] == ["pool1"]
+    with pytest.raises(cnnviz.ConfigError, match="pooled_blocks"):
+        cnnviz.ModelConfig(conv_blocks=2, pooled_blocks=3)
