@@ -44,6 +44,23 @@ _EXPORTS = {
     "save_model": "cnnviz.saving",
     "load_model": "cnnviz.saving",
     "class_names_of": "cnnviz.saving",
+    "explain": "cnnviz.explanations",
+    "METHODS": "cnnviz.explanations",
+    "list_layers": "cnnviz.explanations",
+    "default_cam_layer": "cnnviz.explanations",
+    "overlay": "cnnviz.explanations",
+    "feature_maps": "cnnviz.activations",
+    "filter_images": "cnnviz.activations",
+    "class_images": "cnnviz.activations",
+    "kernel_images": "cnnviz.weights",
+    "weight_histograms": "cnnviz.weights",
+    "weight_changes": "cnnviz.weights",
+    "confusion_matrix_figure": "cnnviz.plotting",
+    "heatmap_figure": "cnnviz.plotting",
+    "feature_map_figure": "cnnviz.plotting",
+    "kernel_figure": "cnnviz.plotting",
+    "prediction_grid_figure": "cnnviz.plotting",
+    "save_png": "cnnviz.plotting",
     "CnnvizError": "cnnviz.errors",
     "ImageError": "cnnviz.errors",
     "DatasetError": "cnnviz.errors",
@@ -68,10 +85,21 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
+    from cnnviz.activations import class_images, feature_maps, filter_images
     from cnnviz.data import Dataset, LoadReport, Split, load_dataset
     from cnnviz.errors import CnnvizError, ConfigError, DatasetError, ImageError, ModelFileError
     from cnnviz.evaluation import EvaluationResult, evaluate, predict, predict_probabilities
+    from cnnviz.explanations import METHODS, default_cam_layer, explain, list_layers, overlay
     from cnnviz.images import load_image
     from cnnviz.models import PRESETS, ModelConfig, build_model, count_flops, describe_model, preset_config
+    from cnnviz.plotting import (
+        confusion_matrix_figure,
+        feature_map_figure,
+        heatmap_figure,
+        kernel_figure,
+        prediction_grid_figure,
+        save_png,
+    )
     from cnnviz.saving import class_names_of, load_model, save_model
     from cnnviz.training import TrainConfig, TrainResult, augment_preview, resolve_precision, train
+    from cnnviz.weights import kernel_images, weight_changes, weight_histograms

@@ -1,0 +1,401 @@
+"""Plotly figures of what `cnnviz` computes.
+
+Compute once, draw many ways: every function here takes arrays (or an
+`EvaluationResult`) and returns a `plotly.graph_objects.Figure`; nothing here
+runs a model. The same figures work in a notebook, in the studio
+(`st.plotly_chart`) and as PNG files (`save_png`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cnnviz.activations import tile
+from cnnviz.errors import ConfigError
+from cnnviz.explanations import overlay
+
+_MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+
+
+def _go():
+    import plotly.graph_objects as go
+
+    return go
+
+
+def _hide_axes(figure) -> None:
+    figure.update_xaxes(visible=False, constrain="domain")
+    figure.update_yaxes(visible=False, scaleanchor="x", constrain="domain")
+
+
+def _rgb(image: NDArray) -> NDArray[np.uint8]:
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        array = np.clip(np.rint(array * 255 if array.max(initial=0) <= 1.0 else array), 0, 255).astype(
+            np.uint8
+        )
+    if array.ndim == 2:
+        array = array[..., None]
+    return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array[..., :3]
+
+
+def heatmap_figure(
+    image: NDArray, heatmap: NDArray, colormap: str = "Jet", opacity: float = 0.45, title: str | None = None
+):
+    """The image with its heatmap blended over it; hover shows the heat value."""
+    go = _go()
+    blended = overlay(image, heatmap, colormap=colormap, opacity=opacity)
+    from cnnviz.explanations import _resize_maps
+
+    heat = _resize_maps(np.asarray(heatmap, np.float32)[None], blended.shape[:2])[0]
+    figure = go.Figure(
+        go.Image(
+            z=blended,
+            customdata=heat,
+            hovertemplate="x %{x}, y %{y}<br>heat %{customdata:.2f}<extra></extra>",
+        )
+    )
+    figure.update_layout(title=title, margin=_MARGIN, height=360)
+    _hide_axes(figure)
+    return figure
+
+
+def image_grid_figure(
+    images: list[NDArray] | NDArray,
+    titles: list[str] | None = None,
+    columns: int = 6,
+    title: str | None = None,
+    title_colors: list[str] | None = None,
+):
+    """A grid of small images with a title each (e.g. predictions, filter images)."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    images = list(images)
+    if not images:
+        raise ConfigError("there are no images to show.")
+    columns = max(1, min(int(columns), len(images)))
+    rows = -(-len(images) // columns)
+    titles = list(titles or [""] * len(images))
+    figure = make_subplots(
+        rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.3 / rows
+    )
+    for index, image in enumerate(images):
+        figure.add_trace(
+            go.Image(z=_rgb(image), hoverinfo="skip"), row=index // columns + 1, col=index % columns + 1
+        )
+    for annotation, color in zip(figure.layout.annotations, title_colors or []):
+        annotation.font.color = color
+    figure.update_annotations(font_size=11)
+    _hide_axes(figure)
+    figure.update_layout(title=title, margin=_MARGIN, height=max(220, 170 * rows + 40), showlegend=False)
+    return figure
+
+
+def prediction_grid_figure(
+    images: NDArray,
+    probabilities: NDArray,
+    class_names: tuple[str, ...],
+    labels: NDArray | None = None,
+    top_k: int = 3,
+    columns: int = 6,
+):
+    """The tutorial's grid: each test image with its top-k predictions.
+
+    Titles of wrong predictions are red when `labels` are given.
+    """
+    titles, colors = [], []
+    for index, row in enumerate(np.asarray(probabilities)):
+        order = np.argsort(-row)[:top_k]
+        lines = [f"{class_names[c]} {row[c]:.0%}" for c in order]
+        if labels is not None:
+            truth = int(labels[index])
+            lines.insert(0, f"true: {class_names[truth]}")
+            colors.append("#2e7d32" if order[0] == truth else "#c62828")
+        titles.append("<br>".join(lines))
+    figure = image_grid_figure(images, titles, columns=columns, title_colors=colors or None)
+    rows = -(-len(titles) // max(1, min(columns, len(titles))))
+    figure.update_layout(height=(230 if labels is not None else 200) * rows + 40)
+    return figure
+
+
+def feature_map_figure(
+    maps: NDArray, layer_name: str = "", max_channels: int = 64, columns: int | None = None
+):
+    """All channels of one layer's activations as a grid of small maps.
+
+    Each channel is scaled to its own [0, 1]; hover names the channel.
+    """
+    go = _go()
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 3:
+        raise ConfigError(f"feature maps must be (H, W, C), got shape {maps.shape}; pick a layer with a map.")
+    channels = np.moveaxis(maps[..., :max_channels], -1, 0)
+    low = channels.min(axis=(1, 2), keepdims=True)
+    span = channels.max(axis=(1, 2), keepdims=True) - low
+    scaled = np.where(span > 0, (channels - low) / np.where(span > 0, span, 1), 0.0)
+    columns = columns or int(np.ceil(np.sqrt(len(scaled))))
+    mosaic = tile(scaled, columns=columns, padding=1, fill=np.nan)
+    index = tile(
+        np.broadcast_to(np.arange(len(scaled), dtype=np.float32)[:, None, None], scaled.shape),
+        columns=columns,
+        padding=1,
+        fill=np.nan,
+    )
+    figure = go.Figure(
+        go.Heatmap(
+            z=mosaic,
+            customdata=index,
+            colorscale="Viridis",
+            showscale=False,
+            hovertemplate="channel %{customdata}<br>activation %{z:.2f} (scaled)<extra></extra>",
+        )
+    )
+    shown = f"{len(scaled)} of {maps.shape[-1]}" if maps.shape[-1] > len(scaled) else f"{len(scaled)}"
+    figure.update_layout(
+        title=f"{layer_name}: {shown} channels, {maps.shape[0]}x{maps.shape[1]} each",
+        margin=_MARGIN,
+        height=520,
+    )
+    figure.update_yaxes(autorange="reversed")
+    _hide_axes(figure)
+    return figure
+
+
+def kernel_figure(kernels: NDArray, title: str = "", columns: int | None = None):
+    """Convolution kernels from `cnnviz.kernel_images`: colour or diverging grid.
+
+    Colour kernels (`(F, kh, kw, 3)`) show as images; one-channel kernels
+    (`(F, kh, kw)`) on a red-blue scale where white is a zero weight.
+    """
+    go = _go()
+    kernels = np.asarray(kernels, dtype=np.float32)
+    columns = columns or int(np.ceil(np.sqrt(len(kernels))))
+    if kernels.ndim == 4 and kernels.shape[-1] == 3:
+        mosaic = tile(kernels, columns=columns, padding=1, fill=1.0)
+        trace = go.Image(z=np.rint(mosaic * 255).astype(np.uint8), hoverinfo="skip")
+    elif kernels.ndim == 3:
+        mosaic = tile(kernels, columns=columns, padding=1, fill=np.nan)
+        trace = go.Heatmap(
+            z=mosaic,
+            colorscale="RdBu",
+            zmin=0,
+            zmax=1,
+            showscale=False,
+            hovertemplate="%{z:.2f}<extra></extra>",
+        )
+    else:
+        raise ConfigError(f"kernels must be (F, kh, kw, 3) or (F, kh, kw), got shape {kernels.shape}.")
+    figure = go.Figure(trace)
+    figure.update_layout(title=title or f"{len(kernels)} kernels", margin=_MARGIN, height=420)
+    if kernels.ndim == 3:
+        figure.update_yaxes(autorange="reversed")
+    _hide_axes(figure)
+    return figure
+
+
+def confusion_matrix_figure(
+    matrix: NDArray | Any, class_names: tuple[str, ...] | None = None, normalize: bool = False
+):
+    """An interactive confusion matrix (rows = true class, columns = predicted).
+
+    Each cell also carries an invisible marker whose `customdata` is
+    `[true_index, predicted_index]`, so a click or box selection in a UI maps
+    back to the images of that cell (see `selected_cells`).
+
+    Args:
+        matrix: a `(C, C)` count matrix or an `EvaluationResult`.
+        class_names: the C names (taken from the result when it has them).
+        normalize: colour by the share of each true class instead of counts.
+    """
+    go = _go()
+    if hasattr(matrix, "confusion_matrix"):
+        class_names = class_names or matrix.class_names
+        matrix = matrix.confusion_matrix
+    counts = np.asarray(matrix, dtype=np.int64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ConfigError(f"a confusion matrix must be square, got shape {counts.shape}.")
+    size = len(counts)
+    class_names = tuple(class_names or (f"class_{i}" for i in range(size)))
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = counts / np.where(totals > 0, totals, 1)
+    values = shares if normalize else counts
+    text = [
+        [f"{counts[t, p]}" + (f"<br>{shares[t, p]:.0%}" if normalize else "") for p in range(size)]
+        for t in range(size)
+    ]
+    figure = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=list(class_names),
+            y=list(class_names),
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+        )
+    )
+    true_index, predicted_index = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    figure.add_trace(
+        go.Scatter(
+            x=[class_names[p] for p in predicted_index.ravel()],
+            y=[class_names[t] for t in true_index.ravel()],
+            customdata=np.stack([true_index.ravel(), predicted_index.ravel()], axis=1),
+            mode="markers",
+            marker={"symbol": "square", "size": max(12, 360 // size), "opacity": 0.0},
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
+    figure.update_layout(
+        xaxis_title="predicted class",
+        yaxis_title="true class",
+        yaxis_autorange="reversed",
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        height=max(320, 60 * size + 120),
+        clickmode="event+select",
+        dragmode="select",
+    )
+    return figure
+
+
+def selected_cells(points: list[dict], class_names: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Confusion-matrix cells `(true, predicted)` from a plotly selection's points.
+
+    Accepts points carrying `customdata` (the marker trace) or `x` / `y`
+    class names (the heatmap), as Streamlit's `on_select` returns them.
+    """
+    cells = []
+    for point in points or []:
+        data = point.get("customdata")
+        if data is not None and len(data) == 2:
+            cell = (int(data[0]), int(data[1]))
+        elif point.get("y") in class_names and point.get("x") in class_names:
+            cell = (class_names.index(point["y"]), class_names.index(point["x"]))
+        else:
+            continue
+        if cell not in cells:
+            cells.append(cell)
+    return cells
+
+
+def per_class_figure(per_class: list[dict]):
+    """Precision, recall and F1 per class as grouped bars."""
+    go = _go()
+    names = [row["class"] for row in per_class]
+    figure = go.Figure(
+        [
+            go.Bar(name=metric, x=names, y=[row[metric] for row in per_class], texttemplate="%{y:.2f}")
+            for metric in ("precision", "recall", "f1")
+        ]
+    )
+    figure.update_layout(
+        barmode="group", yaxis_range=[0, 1.05], margin=_MARGIN, height=320, legend_orientation="h"
+    )
+    return figure
+
+
+def weight_histogram_figure(histograms: list[dict], kinds: tuple[str, ...] = ("kernel", "bias")):
+    """One small histogram per weight tensor (from `cnnviz.weight_histograms`)."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    chosen = [entry for entry in histograms if entry["kind"] in kinds]
+    if not chosen:
+        raise ConfigError(f"the model has no weights of kind {', '.join(kinds)}.")
+    columns = 2
+    rows = -(-len(chosen) // columns)
+    figure = make_subplots(
+        rows=rows,
+        cols=columns,
+        subplot_titles=[f"{e['name']} {e['shape']}" for e in chosen],
+        vertical_spacing=0.4 / rows,
+    )
+    for index, entry in enumerate(chosen):
+        centers = (entry["edges"][:-1] + entry["edges"][1:]) / 2
+        figure.add_trace(
+            go.Bar(x=centers, y=entry["counts"], marker_color="#1f77b4", showlegend=False),
+            row=index // columns + 1,
+            col=index % columns + 1,
+        )
+    figure.update_annotations(font_size=11)
+    figure.update_layout(margin=_MARGIN, height=180 * rows + 60, bargap=0)
+    return figure
+
+
+def weight_change_figure(changes: list[dict], name: str | None = None, bins: int = 40):
+    """What training moved (from `cnnviz.weight_changes`).
+
+    Without `name`: the relative change of every tensor as bars. With `name`:
+    that tensor's histograms before and after, overlaid.
+    """
+    go = _go()
+    if name is None:
+        finite = [c for c in changes if np.isfinite(c["relative_change"])]
+        figure = go.Figure(
+            go.Bar(
+                x=[c["relative_change"] for c in finite],
+                y=[c["name"] for c in finite],
+                orientation="h",
+                hovertemplate="%{y}: moved %{x:.1%} of its size<extra></extra>",
+            )
+        )
+        figure.update_layout(
+            xaxis_title="||after - before|| / ||before||",
+            yaxis_autorange="reversed",
+            margin=_MARGIN,
+            height=max(300, 22 * len(finite) + 80),
+        )
+        return figure
+    entry = next((c for c in changes if c["name"] == name), None)
+    if entry is None:
+        raise ConfigError(
+            f"no weight named {name!r}; choose one of {', '.join(c['name'] for c in changes[:6])}..."
+        )
+    edges = np.histogram_bin_edges(np.concatenate([entry["before"], entry["after"]]), bins=bins)
+    figure = go.Figure(
+        [
+            go.Histogram(
+                x=entry["before"],
+                xbins={"start": edges[0], "end": edges[-1], "size": edges[1] - edges[0]},
+                name="before",
+                opacity=0.6,
+            ),
+            go.Histogram(
+                x=entry["after"],
+                xbins={"start": edges[0], "end": edges[-1], "size": edges[1] - edges[0]},
+                name="after",
+                opacity=0.6,
+            ),
+        ]
+    )
+    figure.update_layout(barmode="overlay", title=name, margin=_MARGIN, height=320)
+    return figure
+
+
+def save_png(figure_or_image: Any, path: str | os.PathLike, scale: float = 2.0) -> Path:
+    """Writes a figure or an RGB / gray image array to a PNG file.
+
+    Arrays are written with Pillow. Figures need the `kaleido` package and a
+    Chrome/Chromium (plotly's static export); without them the error says so.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if isinstance(figure_or_image, np.ndarray):
+        Image.fromarray(_rgb(figure_or_image)).save(path, format="PNG")
+        return path
+    try:
+        figure_or_image.write_image(str(path), format="png", scale=scale)
+    except (ImportError, ValueError, RuntimeError) as error:
+        raise ConfigError(
+            f"could not export the figure to PNG ({error}); install it with `pip install kaleido` "
+            "and make sure Chrome or Chromium is installed."
+        ) from error
+    return path

@@ -1,0 +1,289 @@
+"""Heatmaps: contracts, correctness against tf-keras-vis and a hand computation,
+the pointing game, sanity checks, nested and Sequential models, no mutation."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import cnnviz
+from cnnviz import explanations
+from cnnviz.errors import ConfigError
+from cnnviz.shapes import generate_shapes
+
+SHAPES_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes.keras"
+# A seed the default model never trained on (training uses dataset seed 0).
+UNSEEN_SEED = 2026
+
+
+@pytest.fixture(scope="module")
+def shapes_model():
+    return cnnviz.load_model(SHAPES_MODEL)
+
+
+@pytest.fixture(scope="module")
+def unseen_shapes():
+    return generate_shapes(160, seed=UNSEEN_SEED)
+
+
+def _small_cnn(seed: int = 0, input_shape=(24, 24, 3)):
+    keras.utils.set_random_seed(seed)
+    return cnnviz.build_model(
+        cnnviz.ModelConfig(input_shape=input_shape, num_classes=3, conv_blocks=2, filters=4, batch_norm=True)
+    )
+
+
+def _max_points_inside(heatmaps, boxes):
+    count = len(heatmaps)
+    rows, columns = np.unravel_index(heatmaps.reshape(count, -1).argmax(axis=1), heatmaps.shape[1:])
+    return (columns >= boxes[:, 0]) & (columns < boxes[:, 2]) & (rows >= boxes[:, 1]) & (rows < boxes[:, 3])
+
+
+@pytest.mark.parametrize("method", explanations.METHODS)
+def test_explain_contract_every_method(shapes_model, unseen_shapes, method):
+    images = unseen_shapes[0][:3]
+    heatmaps = cnnviz.explain(shapes_model, images, method=method)
+    assert heatmaps.shape == (3, 64, 64)
+    assert heatmaps.dtype == np.float32
+    assert heatmaps.min() >= 0.0
+    np.testing.assert_allclose(heatmaps.reshape(3, -1).max(axis=1), 1.0, atol=1e-6)
+    # A different class gives a different map.
+    other = cnnviz.explain(shapes_model, images[:1], method=method, class_index=3)
+    first = cnnviz.explain(shapes_model, images[:1], method=method, class_index=0)
+    assert np.abs(other - first).max() > 0.05
+
+
+def test_explain_returns_maps_at_each_images_own_resolution(shapes_model, unseen_shapes):
+    image = unseen_shapes[0][0]
+    big = np.asarray(cnnviz.images.resize_image(image, (100, 80)))
+    assert cnnviz.explain(shapes_model, big).shape == (1, 100, 80)
+    mixed = cnnviz.explain(shapes_model, [big, image])
+    assert isinstance(mixed, list) and mixed[0].shape == (100, 80) and mixed[1].shape == (64, 64)
+    assert all(heatmap.min() >= 0.0 and heatmap.max() <= 1.0 for heatmap in mixed)
+
+
+def test_default_layer_is_last_rectified_conv_map(shapes_model):
+    assert explanations.default_cam_layer(shapes_model) == "act4"
+    # A 1x1 "logits" convolution is never chosen.
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(4, 3, activation="relu", name="features")(inputs)
+    x = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    x = layers.Conv2D(2, 1, name="conv_logits")(x)
+    outputs = layers.Flatten()(x)
+    assert explanations.default_cam_layer(keras.Model(inputs, outputs)) == "features"
+
+
+def test_our_gradcam_equals_tf_keras_vis(shapes_model, unseen_shapes):
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    images = unseen_shapes[0][:8]
+    classes = [0, 1, 2, 3, 3, 2, 1, 0]
+    logits_model = keras.Model(shapes_model.input, shapes_model.get_layer("logits").output)
+    theirs = Gradcam(logits_model, clone=True)(
+        CategoricalScore(classes),
+        images.astype(np.float32),
+        penultimate_layer="act4",
+        seek_penultimate_conv_layer=False,  # else it walks back from act4 to conv4
+        expand_cam=False,
+        normalize_cam=False,
+    )
+    ours = explanations.class_activation_maps(shapes_model, images, "gradcam", classes, "act4")
+    assert ours.shape == theirs.shape
+    normalize = explanations._normalize
+    assert np.abs(normalize(ours) - normalize(np.asarray(theirs))).max() <= 1e-3
+
+
+def test_pointing_game_gradcam_on_unseen_shapes(shapes_model, unseen_shapes):
+    images, labels, boxes = unseen_shapes
+    correct = cnnviz.predict_probabilities(shapes_model, images).argmax(axis=1) == labels
+    assert correct.mean() > 0.9
+    heatmaps = cnnviz.explain(shapes_model, images[correct], method="gradcam")
+    assert _max_points_inside(heatmaps, boxes[correct]).mean() >= 0.9
+
+
+def test_occlusion_drop_is_larger_on_the_shape(shapes_model, unseen_shapes):
+    images, _, boxes = unseen_shapes
+    drops = explanations.occlusion_map(shapes_model, images[:6], patch_size=8, stride=4)
+    for drop, (left, top, right, bottom) in zip(drops, boxes[:6]):
+        inside = np.zeros(drop.shape, bool)
+        inside[top:bottom, left:right] = True
+        assert drop[inside].mean() > drop[~inside].mean()
+
+
+def test_integrated_gradients_completeness(shapes_model, unseen_shapes):
+    images = unseen_shapes[0][:4]
+    attributions = explanations.integrated_gradients(shapes_model, images, steps=64)
+    predicted = cnnviz.predict_probabilities(shapes_model, images).argmax(axis=1)
+    expected = explanations.class_scores(shapes_model, images, predicted) - explanations.class_scores(
+        shapes_model, np.zeros_like(images), predicted
+    )
+    totals = attributions.reshape(4, -1).sum(axis=1)
+    np.testing.assert_allclose(totals, expected, rtol=0.05)
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "gradcam"])
+def test_sanity_check_randomized_weights_change_the_map(shapes_model, unseen_shapes, method):
+    """Adebayo et al. 2018: a map that survives weight randomization explains nothing."""
+    from scipy.stats import spearmanr
+
+    images = unseen_shapes[0][:6]
+    keras.utils.set_random_seed(1)
+    random_model = keras.models.clone_model(shapes_model)  # same design, fresh weights
+    trained = cnnviz.explain(shapes_model, images, method=method, class_index=0)
+    randomized = cnnviz.explain(random_model, images, method=method, class_index=0)
+    correlations = [spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(trained, randomized)]
+    assert np.nanmean(correlations) < 0.5
+
+
+def test_score_cam_channel_cap_is_the_fast_variant(shapes_model, unseen_shapes):
+    image = unseen_shapes[0][:1]
+    capped = explanations.score_cam(shapes_model, image, max_channels=8)
+    full = explanations.score_cam(shapes_model, image, max_channels=None)
+    assert capped.shape == full.shape == (1, 64, 64)
+    assert not np.allclose(capped, full)
+
+
+@pytest.mark.parametrize("method", explanations.METHODS)
+def test_no_method_changes_the_model(method):
+    model = _small_cnn()
+    images = np.random.default_rng(0).integers(0, 255, (2, 24, 24, 3), dtype=np.uint8)
+    weights_before = [w.copy() for w in model.get_weights()]
+    output_before = np.asarray(model(images.astype(np.float32)))
+    activation_before = model.layers[-1].activation
+    cnnviz.explain(model, images, method=method)
+    for before, after in zip(weights_before, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert model.layers[-1].activation is activation_before
+    np.testing.assert_array_equal(output_before, np.asarray(model(images.astype(np.float32))))
+
+
+def _nested_model():
+    """A keras.applications backbone used as one layer, like transfer learning."""
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None
+    )
+    inputs = keras.Input((32, 32, 3))
+    x = layers.Rescaling(1 / 127.5, offset=-1, name="scale")(inputs)
+    x = backbone(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = layers.Dense(3, activation="softmax", name="head")(x)
+    return keras.Model(inputs, outputs), backbone
+
+
+def _small_nested_model():
+    """A small Functional backbone as a layer: untrained, but its outputs are not vanishing."""
+    keras.utils.set_random_seed(0)
+    backbone_input = keras.Input((32, 32, 3))
+    x = layers.Conv2D(8, 3, activation="relu", name="b_conv1")(backbone_input)
+    x = layers.Conv2D(8, 3, strides=2, activation="relu", name="b_conv2")(x)
+    backbone = keras.Model(backbone_input, x, name="small_backbone")
+    inputs = keras.Input((32, 32, 3))
+    x = backbone(layers.Rescaling(1 / 255)(inputs))
+    outputs = layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs), backbone
+
+
+@pytest.mark.parametrize("method", explanations.METHODS)
+def test_nested_backbone_works_for_every_method(method):
+    # Untrained MobileNetV2 features are ~1e-10, too small for any probability
+    # to move when a patch is covered; occlusion gets the small backbone.
+    model, backbone = _small_nested_model() if method == "occlusion" else _nested_model()
+    images = np.random.default_rng(1).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    options = {"max_channels": 8} if method == "scorecam" else {}
+    options |= {"samples": 4} if method == "smoothgrad" else {}
+    options |= {"steps": 8} if method == "integrated_gradients" else {}
+    heatmaps = cnnviz.explain(model, images, method=method, **options)
+    assert heatmaps.shape == (2, 32, 32)
+    assert np.isfinite(heatmaps).all() and heatmaps.min() >= 0
+    if method != "occlusion":
+        assert heatmaps.max() == pytest.approx(1.0)
+    else:  # an untrained model's probability may not drop anywhere; the raw map must still move
+        assert np.abs(explanations.occlusion_map(model, images)).max() > 0
+
+
+def test_nested_gradcam_equals_a_hand_computation():
+    import tensorflow as tf
+
+    model, backbone = _nested_model()
+    layer_name = explanations.default_cam_layer(model)
+    assert layer_name.startswith(f"{backbone.name}/")
+    inner_name = layer_name.split("/")[-1]
+    images = np.random.default_rng(2).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    tapped = keras.Model(backbone.input, [backbone.get_layer(inner_name).output, backbone.output])
+    head = model.get_layer("head")
+    x = tf.constant(images, tf.float32)
+    with tf.GradientTape() as tape:
+        activations, features = tapped(model.get_layer("scale")(x))
+        logits = tf.matmul(model.get_layer("pool")(features), head.kernel) + head.bias
+        score = tf.reduce_sum(logits[:, 1])
+    gradients = tape.gradient(score, activations)
+    expected = np.maximum(
+        np.einsum("nhwc,nc->nhw", activations.numpy(), gradients.numpy().mean(axis=(1, 2))), 0
+    )
+    ours = explanations.class_activation_maps(model, images, "gradcam", class_index=1, layer=layer_name)
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_sequential_models_work_for_cams_and_gradients():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((20, 20, 1)),
+            layers.Conv2D(4, 3, activation="relu", name="c1"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(6, 3, activation="relu", name="c2"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(2, activation="softmax"),
+        ]
+    )
+    images = np.random.default_rng(0).integers(0, 255, (2, 20, 20, 1), dtype=np.uint8)
+    assert explanations.default_cam_layer(model) == "c2"
+    for method in ("gradcam", "layercam", "saliency"):
+        heatmaps = cnnviz.explain(model, images, method=method)
+        assert heatmaps.shape == (2, 20, 20) and heatmaps.max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m, x: cnnviz.explain(m, x, method="magic"), "unknown method 'magic'"),
+        (lambda m, x: cnnviz.explain(m, x, layer="nope"), "no layer named 'nope'"),
+        (lambda m, x: cnnviz.explain(m, x, class_index=7), "class_index must be in 0..2"),
+        (lambda m, x: cnnviz.explain(m, x, method="occlusion", patch_size=99), "patch_size must be"),
+        (lambda m, x: explanations.overlay(x[0], np.ones((4, 4)), colormap="nope"), "unknown colormap"),
+    ],
+)
+def test_bad_arguments_get_clear_messages(call, message):
+    model = _small_cnn()
+    images = np.zeros((1, 24, 24, 3), np.uint8)
+    with pytest.raises(ConfigError, match=message):
+        call(model, images)
+
+
+def test_cam_on_a_model_without_convolutions_says_what_to_use():
+    inputs = keras.Input((8, 8, 1))
+    outputs = layers.Dense(2, activation="softmax")(layers.Flatten()(inputs))
+    model = keras.Model(inputs, outputs)
+    with pytest.raises(ConfigError, match="saliency"):
+        cnnviz.explain(model, np.zeros((1, 8, 8, 1), np.uint8))
+    assert cnnviz.explain(model, np.ones((1, 8, 8, 1), np.uint8) * 9, method="saliency").shape == (1, 8, 8)
+
+
+def test_overlay_blends_with_the_given_opacity():
+    image = np.full((10, 12, 3), 200, np.uint8)
+    heatmap = np.zeros((5, 6), np.float32)
+    heatmap[0, 0] = 1.0
+    untouched = explanations.overlay(image, heatmap, opacity=0.0)
+    np.testing.assert_array_equal(untouched, image)
+    full = explanations.overlay(image, heatmap, colormap="Viridis", opacity=1.0)
+    lut = explanations.colormap_lut("Viridis")
+    assert full.shape == (10, 12, 3) and full.dtype == np.uint8
+    np.testing.assert_array_equal(full[-1, -1], lut[0])  # cold corner = the colormap's low end
+    gray = explanations.overlay(np.full((10, 12, 1), 50, np.uint8), heatmap, opacity=0.5)
+    assert gray.shape == (10, 12, 3)
+    with pytest.raises(ConfigError, match="opacity"):
+        explanations.overlay(image, heatmap, opacity=2)
