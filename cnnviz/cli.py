@@ -1,4 +1,4 @@
-"""The `cnnviz` command line: train, evaluate and predict.
+"""The `cnnviz` command line: train, evaluate, predict and explain.
 
 Bad input never shows a traceback: the command prints one line on stderr that
 says what is wrong and exits with status 2 (1 for a failure mid-way). With
@@ -69,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="model design")
     train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        type=_override,
+        metavar="FIELD=VALUE",
+        help="change one ModelConfig field of the preset, e.g. --set pooled_blocks=1 --set filters=32",
+    )
+    train.add_argument(
         "--epochs",
         type=_positive_int,
         default=None,
@@ -115,7 +124,51 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--top-k", type=_positive_int, default=3)
     predict.add_argument("--json", action="store_true")
+
+    from cnnviz.explanations import METHODS
+
+    explain = commands.add_parser("explain", help="write heatmap overlays showing where the model looks")
+    explain.add_argument("model", metavar="MODEL.keras")
+    explain.add_argument("images", nargs="+", metavar="IMAGE")
+    explain.add_argument("--method", choices=METHODS, default="gradcam")
+    explain.add_argument("--layer", default=None, help="layer for the CAM methods (default: last conv map)")
+    explain.add_argument(
+        "--class", dest="class_name", default=None, help="explain this class (default: the predicted one)"
+    )
+    explain.add_argument(
+        "--opacity", type=_fraction, default=0.45, help="heatmap opacity, 0-1 (default 0.45)"
+    )
+    explain.add_argument("--colormap", default="Jet", help="plotly colorscale name (default Jet)")
+    explain.add_argument("--out", required=True, metavar="DIR", help="folder for the overlay PNGs")
+    explain.add_argument("--json", action="store_true")
     return parser
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
+
+
+def _override(text: str) -> tuple[str, Any]:
+    """`FIELD=VALUE` with VALUE read as JSON when it can be (numbers, true, null)."""
+    import dataclasses
+
+    from cnnviz.models import ModelConfig
+
+    field, separator, raw = text.partition("=")
+    fields = [f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("input_shape", "num_classes")]
+    if not separator or field not in fields:
+        raise argparse.ArgumentTypeError(f"{text!r}: use FIELD=VALUE with FIELD one of {', '.join(fields)}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return field, value
 
 
 def _progress_bar(total: int | None, description: str):
@@ -207,10 +260,23 @@ def _train_and_save(args, stop: threading.Event) -> int:
             bar.update(1)
 
     try:
-        result = cnnviz.train(args.preset, data, config, on_event=on_event, stop_event=stop)
+        from cnnviz.models import preset_config
+
+        model_config = preset_config(
+            args.preset, data.image_shape, len(data.class_names), **dict(args.overrides)
+        )
+        result = cnnviz.train(model_config, data, config, on_event=on_event, stop_event=stop)
     finally:
         bar.close()
-    set_metadata(result.model, training={"data": args.data, "seed": args.seed, "preset": args.preset})
+    set_metadata(
+        result.model,
+        training={
+            "data": args.data,
+            "seed": args.seed,
+            "preset": args.preset,
+            "changes": dict(args.overrides),
+        },
+    )
     cnnviz.save_model(result.model, out, data.class_names)
     summary = {
         "train_seconds": round(result.train_seconds, 3),
@@ -307,6 +373,67 @@ def _command_predict(args) -> int:
     return EXIT_BAD_INPUT if errors else 0
 
 
+def _command_explain(args) -> int:
+    import numpy as np
+
+    import cnnviz
+    from cnnviz.errors import ConfigError, ImageError
+    from cnnviz.explanations import overlay
+    from cnnviz.plotting import save_png
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise _UsageError(f"--out {args.out}: is a file; give a folder for the overlay PNGs")
+    model = cnnviz.load_model(args.model)
+    class_names = cnnviz.class_names_of(model)
+    class_index = None
+    if args.class_name is not None:
+        if args.class_name not in class_names:
+            raise ConfigError(
+                f"--class {args.class_name!r}: the model's classes are {', '.join(class_names)}."
+            )
+        class_index = class_names.index(args.class_name)
+    results, errors, images, names = [], [], [], []
+    for file_name in args.images:
+        try:
+            images.append(cnnviz.load_image(file_name))
+            names.append(file_name)
+        except ImageError as error:
+            errors.append({"file": file_name, "error": str(error)})
+            print(f"cnnviz: {error}", file=sys.stderr)
+    if images:
+        out.mkdir(parents=True, exist_ok=True)
+        probabilities = cnnviz.predict_probabilities(model, images)
+        heatmaps = cnnviz.explain(
+            model, images, method=args.method, class_index=class_index, layer=args.layer
+        )
+        used = set()
+        for file_name, image, heatmap, row in zip(names, images, heatmaps, probabilities):
+            index = class_index if class_index is not None else int(np.argmax(row))
+            stem = Path(file_name).stem or "image"
+            target = out / f"{stem}.{args.method}.png"
+            counter = 1
+            while target in used:  # two inputs with the same name in different folders
+                counter += 1
+                target = out / f"{stem}-{counter}.{args.method}.png"
+            used.add(target)
+            save_png(overlay(image, heatmap, colormap=args.colormap, opacity=args.opacity), target)
+            results.append(
+                {
+                    "file": file_name,
+                    "class": class_names[index],
+                    "probability": float(row[index]),
+                    "heatmap_png": str(target),
+                }
+            )
+    if args.json:
+        _print_json({"results": results, "errors": errors})
+    else:
+        for item in results:
+            print(f"{item['file']}: {item['class']} ({item['probability']:.3f}) -> {item['heatmap_png']}")
+    return EXIT_BAD_INPUT if errors else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -314,7 +441,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-        handler = {"train": _command_train, "evaluate": _command_evaluate, "predict": _command_predict}
+        handler = {
+            "train": _command_train,
+            "evaluate": _command_evaluate,
+            "predict": _command_predict,
+            "explain": _command_explain,
+        }
         return handler[args.command](args)
     except _UsageError as error:
         print(str(error), file=sys.stderr)

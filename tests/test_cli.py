@@ -113,6 +113,14 @@ def test_evaluate_unknown_class_folder_is_clear(capsys, tmp_path, image_folder):
         (["evaluate", "missing.keras", "--data", "digits"], "no such model"),
         (["predict", "missing.keras", "x.png"], "no such model"),
         (["frobnicate"], "invalid choice"),
+        (["train", "--data", "digits", "--set", "wings=2", "--out", "m.keras"], "FIELD one of"),
+        (
+            ["train", "--data", "digits", "--set", "pooled_blocks=9", "--out", "m.keras"],
+            "pooled_blocks must be",
+        ),
+        (["explain", "missing.keras", "x.png", "--out", "o"], "no such model"),
+        (["explain", "m.keras", "x.png", "--out", "o", "--method", "magic"], "invalid choice"),
+        (["explain", "m.keras", "x.png", "--out", "o", "--opacity", "3"], "between 0 and 1"),
     ],
 )
 def test_bad_input_one_line_no_traceback(capsys, argv, message):
@@ -217,3 +225,90 @@ def test_ctrl_c_during_training_saves_the_model_so_far(tmp_path):
     import cnnviz
 
     assert cnnviz.class_names_of(cnnviz.load_model(model_path))[0] == "0"
+
+
+def test_explain_writes_overlays_and_json_and_reports_bad_files(capsys, tmp_path):
+    from PIL import Image
+
+    from cnnviz.shapes import generate_shapes
+
+    images, labels, _ = generate_shapes(2, seed=77)
+    files = [write_image(tmp_path / "in" / f"shape{i}.png", image) for i, image in enumerate(images)]
+    broken = tmp_path / "in" / "broken.png"
+    broken.write_bytes(b"not an image")
+    out_dir = tmp_path / "out"
+    status, out, err = _run(
+        capsys,
+        "explain",
+        str(ASSETS / "shapes.keras"),
+        *map(str, files),
+        str(broken),
+        "--method",
+        "gradcam",
+        "--out",
+        str(out_dir),
+        "--json",
+    )
+    assert status == 2  # one file was bad, the others were still explained
+    payload = _last_json(out)
+    assert [item["file"] for item in payload["results"]] == [str(f) for f in files]
+    assert payload["errors"][0]["file"] == str(broken) and "broken.png" in err
+    for item, image in zip(payload["results"], images):
+        assert item["class"] in ("circle", "square", "triangle", "star") and 0 < item["probability"] <= 1
+        overlay = np.asarray(Image.open(item["heatmap_png"]))
+        assert overlay.shape == image.shape
+        assert not np.array_equal(overlay, image)  # the heatmap is drawn on it
+
+    status, out, err = _run(
+        capsys,
+        "explain",
+        str(ASSETS / "shapes.keras"),
+        str(files[0]),
+        "--class",
+        "star",
+        "--method",
+        "occlusion",
+        "--out",
+        str(out_dir),
+        "--json",
+    )
+    assert status == 0, err
+    assert _last_json(out)["results"][0]["class"] == "star"
+    status, _, err = _run(
+        capsys,
+        "explain",
+        str(ASSETS / "shapes.keras"),
+        str(files[0]),
+        "--class",
+        "cat",
+        "--out",
+        str(out_dir),
+    )
+    assert status == 2 and "the model's classes are circle" in err
+
+
+def test_train_set_changes_the_model_design(capsys, tmp_path, image_folder):
+    model_path = tmp_path / "m.keras"
+    status, out, err = _run(
+        capsys,
+        "train",
+        "--data",
+        str(image_folder),
+        "--epochs",
+        "1",
+        "--image-size",
+        "16",
+        "--set",
+        "conv_blocks=1",
+        "--set",
+        "filters=8",
+        "--out",
+        str(model_path),
+        "--json",
+    )
+    assert status == 0, err
+    import cnnviz
+
+    model = cnnviz.load_model(model_path)
+    assert model.get_layer("conv1").filters == 8
+    assert "conv2" not in [layer.name for layer in model.layers]
