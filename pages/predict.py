@@ -1,55 +1,80 @@
-"""Home / Predict: upload an image, see what the default model thinks it is."""
-
-from pathlib import Path
+"""Home / Predict: upload an image, see the class and where the network looked."""
 
 import plotly.express as px
 import streamlit as st
 
 import cnnviz
+from cnnviz import explanations
+from ui import compute
+from ui.models import require_model
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-# Model choice -> (model file, prefix of its sample images in assets/samples).
-CHOICES = {
-    "Shapes (circle, square, triangle, star)": ("shapes.keras", "shape_"),
-    "Handwritten digits": ("digits.keras", "digit_"),
+METHOD_LABELS = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "layercam": "LayerCAM",
+    "scorecam": "Score-CAM",
+    "saliency": "Saliency",
+    "smoothgrad": "SmoothGrad",
+    "integrated_gradients": "Integrated gradients",
+    "occlusion": "Occlusion",
 }
-
-
-@st.cache_resource(show_spinner="Loading the model...")
-def load_default_model(file_name: str):
-    return cnnviz.load_model(ASSETS / "models" / file_name)
-
 
 st.title("What does the network see?")
 st.write(
-    "Upload an image and a small convolutional network classifies it. "
-    "The bars show how sure it is about each class."
+    "Upload an image and a small convolutional network classifies it. The bars show how sure it is about each "
+    "class; the heatmap shows which pixels drove the decision (red = most important)."
 )
-choice = st.selectbox("Model", list(CHOICES), key="predict.model")
-model_file, sample_prefix = CHOICES[choice]
-model = load_default_model(model_file)
-upload = st.file_uploader(
-    "Upload an image", type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"], key="predict.upload"
-)
-samples = {
-    path.stem.removeprefix(sample_prefix): path
-    for path in sorted((ASSETS / "samples").glob(f"{sample_prefix}*.png"))
-}
-sample = st.radio(
-    "...or try a sample", list(samples), horizontal=True, key="predict.sample", disabled=upload is not None
-)
-if upload is not None:
-    data, caption = upload.getvalue(), upload.name
-else:
-    data, caption = samples[sample].read_bytes(), f"sample: {sample}"
-try:
-    image = cnnviz.load_image(data)
-except cnnviz.ImageError as error:
-    st.error(f"{error} Try another file.")
+choice = require_model()
+picked = compute.image_picker("predict", choice.sample_prefix)
+if picked is None:
     st.stop()
-prediction = cnnviz.predict(model, image, top_k=5)[0]
-left, right = st.columns([1, 2])
+image, caption = picked
+
+prediction = compute.predict(choice.model, choice.key, image, 5)
+method = st.radio(
+    "Heatmap method",
+    list(METHOD_LABELS),
+    format_func=METHOD_LABELS.get,
+    horizontal=True,
+    key="predict.method",
+    help="Grad-CAM and its variants weigh a layer's maps by the class's gradients; saliency, SmoothGrad and "
+    "integrated gradients follow the gradient back to each pixel; occlusion covers patches and watches the "
+    "probability drop.",
+)
+controls = st.columns([3, 1])
+layer = None
+if method in explanations.CAM_METHODS:
+    map_layers = [info.name for info in compute.layers(choice.model, choice.key) if info.has_map]
+    default_layer = compute.default_cam_layer(choice.model, choice.key)
+    if default_layer is None:
+        st.warning(
+            "This model has no convolution layer to put a class activation map on; showing saliency instead."
+        )
+        method = "saliency"
+    else:
+        layer = controls[0].selectbox(
+            "Layer",
+            map_layers,
+            index=map_layers.index(default_layer),
+            key="predict.layer",
+            help="Deeper layers see larger, more abstract parts; the default is the last convolution map.",
+        )
+opacity = controls[1].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="predict.opacity")
+
+try:
+    with st.spinner(f"Computing {METHOD_LABELS[method]}..."):
+        heatmap = compute.explain(choice.model, choice.key, image, method, layer, None)
+except cnnviz.CnnvizError as error:
+    st.error(f"{error} Try another method or layer.")
+    st.stop()
+
+left, middle, right = st.columns([1, 1, 1.3])
 left.image(image, caption=caption, width="stretch")
+middle.image(
+    cnnviz.overlay(image, heatmap, opacity=opacity),
+    caption=f"{METHOD_LABELS[method]}" + (f" on {layer}" if layer else ""),
+    width="stretch",
+)
 right.metric("Prediction", prediction["class"], f"{prediction['probability']:.1%} sure")
 chart = px.bar(
     x=[entry["probability"] for entry in prediction["top_k"]],
@@ -58,5 +83,5 @@ chart = px.bar(
     labels={"x": "probability", "y": ""},
     range_x=[0, 1],
 )
-chart.update_layout(yaxis={"autorange": "reversed"}, height=260, margin={"l": 0, "r": 0, "t": 10, "b": 0})
+chart.update_layout(yaxis={"autorange": "reversed"}, height=230, margin={"l": 0, "r": 0, "t": 10, "b": 0})
 right.plotly_chart(chart, key="predict.chart")

@@ -1,34 +1,104 @@
-"""The app renders and answers an upload (streamlit.testing AppTest)."""
+"""The studio's pages render and answer (streamlit.testing AppTest)."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 180
 
 
-def test_app_opens_on_predict_page_without_error():
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    assert not app.exception
-    assert app.selectbox(key="predict.model").value.startswith("Shapes")
-    # With no upload, the first sample is classified at once, correctly.
+def _open(page: str | None = None, model: str | None = None) -> AppTest:
+    """Runs the app, optionally on a page and with a model chosen in the sidebar.
+
+    AppTest runs the entry script (app.py, which draws the sidebar model
+    choice) only on the first run under st.navigation; later runs re-run the
+    page alone. So the model is chosen through session state before that run.
+    """
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    if model:
+        app.session_state["model.choice"] = model
+    app.run()
+    assert not app.exception, app.exception
+    if page:
+        app.switch_page(f"pages/{page}.py").run()
+        assert not app.exception, app.exception
+    return app
+
+
+def test_app_opens_on_predict_page_with_class_and_heatmap():
+    app = _open()
+    assert app.selectbox(key="model.choice").value.startswith("Shapes")
+    # With no upload, the first sample is classified at once, correctly, with a heatmap beside it.
     assert app.radio(key="predict.sample").value == "circle"
     assert app.metric[0].value == "circle"
+    assert len(app.get("image")) == 2  # the image and its heatmap overlay
+    assert app.selectbox(key="predict.layer").value == "act4"
 
 
-def test_sample_choice_and_digits_model():
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+def test_sample_choice_method_and_digits_model():
+    app = _open()
     app.radio(key="predict.sample").set_value("star").run()
     assert app.metric[0].value == "star"
-    app.selectbox(key="predict.model").set_value("Handwritten digits").run()
+    app.radio(key="predict.method").set_value("occlusion").run()
     assert not app.exception
+    assert not [
+        element for element in app.selectbox if element.key == "predict.layer"
+    ]  # no layer for occlusion
+    app = _open(model="Handwritten digits (default model)")
     assert app.radio(key="predict.sample").options == ["3", "7"]
     assert app.metric[0].value == app.radio(key="predict.sample").value
+
+
+def test_activations_page_shows_feature_maps_and_filter_patterns():
+    app = _open("activations")
+    assert app.select_slider(key="activations.layer").value
+    assert len(app.get("plotly_chart")) == 1
+    app.select_slider(key="activations.layer").set_value("conv1").run()
+    assert not app.exception
+    app.button(key="FormSubmitter:activations.filters_form-Show filter patterns").click().run()
+    assert not app.exception
+    assert len(app.get("plotly_chart")) == 2  # the maps and the filter patterns
+
+
+def test_weights_page_shows_kernels_histograms_and_changes():
+    app = _open("weights")
+    assert app.selectbox(key="weights.layer").value == "conv1"
+    assert len(app.get("plotly_chart")) == 4
+    app.selectbox(key="weights.layer").set_value("conv2").run()
+    assert not app.exception
+
+
+def test_results_page_scores_the_default_model_and_maps_a_cell_to_images():
+    app = _open("results")
+    accuracy = float(app.metric[0].value.rstrip("%")) / 100
+    assert accuracy > 0.9
+    assert any("Tip: click a cell" in caption.value for caption in app.caption)
+
+
+def test_upload_choice_without_a_file_asks_for_a_model():
+    app = _open(model="Upload a .keras model")
+    # Nothing uploaded yet: the page asks for a model instead of failing.
+    assert any("Choose a model" in info.value for info in app.info)
 
 
 def test_cnnviz_never_imports_streamlit():
     for path in (ROOT / "cnnviz").rglob("*.py"):
         assert "streamlit" not in path.read_text(), path
+
+
+def test_selected_cells_maps_plotly_points_to_matrix_cells():
+    from cnnviz.plotting import confusion_matrix_figure, selected_cells
+
+    names = ("a", "b", "c")
+    figure = confusion_matrix_figure(np.array([[5, 1, 0], [0, 4, 2], [1, 0, 6]]), names)
+    marker_trace = figure.data[1]
+    # Streamlit returns the clicked point with its customdata.
+    point = {"customdata": list(marker_trace.customdata[5]), "x": marker_trace.x[5], "y": marker_trace.y[5]}
+    assert selected_cells([point], names) == [(1, 2)]
+    assert selected_cells([{"x": "a", "y": "c"}], names) == [(2, 0)]  # a heatmap point
+    assert selected_cells([], names) == []

@@ -1,0 +1,98 @@
+"""Results: how well the model does on test images it never saw, and where it goes wrong."""
+
+import pandas as pd
+import streamlit as st
+
+import cnnviz
+from cnnviz import plotting
+from ui import compute
+from ui.models import require_model
+
+st.title("Results")
+st.write(
+    "The model is scored on test images it never saw while training. The confusion matrix counts, for each "
+    "true class (rows), what the model predicted (columns): the diagonal is right, everything else is a "
+    "mistake. Click a cell to see its images and where the model looked."
+)
+choice = require_model()
+if choice.data_source is None:
+    st.info(
+        "Results need the labelled test images the model was made for. They are known for the default models "
+        "and for a model trained on the Train page in this session."
+    )
+    st.stop()
+
+evaluation = compute.evaluation(choice.model, choice.key, choice.data_source, 0)
+test = compute.dataset(choice.data_source, None, 0).test
+names = evaluation.class_names
+
+top = st.columns(3)
+top[0].metric("Test accuracy", f"{evaluation.accuracy:.1%}")
+top[1].metric("Test images", f"{evaluation.n:,}")
+top[2].metric("Mistakes", f"{len(evaluation.misclassified):,}")
+
+left, right = st.columns([3, 2])
+with left:
+    normalize = st.toggle("Show shares of each true class", key="results.normalize")
+    event = st.plotly_chart(
+        plotting.confusion_matrix_figure(evaluation, normalize=normalize),
+        key="results.matrix",
+        on_select="rerun",
+        selection_mode=("points", "box"),
+    )
+with right:
+    table = pd.DataFrame(evaluation.per_class).set_index("class")
+    st.dataframe(
+        table.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}"}), key="results.table"
+    )
+    st.plotly_chart(plotting.per_class_figure(evaluation.per_class), key="results.per_class")
+
+cells = plotting.selected_cells(event.selection.points if event else [], names)
+if cells:
+    true_class, predicted_class = cells[0]
+    indices = evaluation.cell_indices(true_class, predicted_class)[:12]
+    st.subheader(
+        f"True {names[true_class]}, predicted {names[predicted_class]}: {len(evaluation.cell_indices(true_class, predicted_class))} images"
+    )
+    if len(indices) == 0:
+        st.info("No images in this cell.")
+    else:
+        images = test.images[indices]
+        heatmaps = compute.explain_batch(choice.model, choice.key, images, "gradcam")
+        pairs, titles = [], []
+        for index, image, heatmap in zip(indices, images, heatmaps):
+            pairs += [image, cnnviz.overlay(image, heatmap)]
+            titles += [
+                f"#{index} {evaluation.probabilities[index, predicted_class]:.0%} {names[predicted_class]}",
+                "Grad-CAM",
+            ]
+        st.plotly_chart(plotting.image_grid_figure(pairs, titles, columns=6), key="results.cell_images")
+else:
+    st.caption("Tip: click a cell of the matrix (or drag a box over cells) to see those images here.")
+
+mistakes_tab, grid_tab = st.tabs(["Most confident mistakes", "Test images with their top-3"])
+with mistakes_tab:
+    wrong = evaluation.misclassified[:12]
+    if len(wrong) == 0:
+        st.success("No mistakes on the test images.")
+    else:
+        images = test.images[wrong]
+        heatmaps = compute.explain_batch(choice.model, choice.key, images, "gradcam")
+        pairs, titles = [], []
+        for index, image, heatmap in zip(wrong, images, heatmaps):
+            predicted = int(evaluation.predictions[index])
+            pairs += [image, cnnviz.overlay(image, heatmap)]
+            titles += [
+                f"true {names[int(evaluation.labels[index])]}",
+                f"said {names[predicted]} {evaluation.probabilities[index, predicted]:.0%}",
+            ]
+        st.plotly_chart(plotting.image_grid_figure(pairs, titles, columns=6), key="results.mistakes")
+with grid_tab:
+    count = 18
+    st.plotly_chart(
+        plotting.prediction_grid_figure(
+            test.images[:count], evaluation.probabilities[:count], names, evaluation.labels[:count], top_k=3
+        ),
+        key="results.grid",
+    )
+    st.caption("Green title: right; red: wrong.")

@@ -1,0 +1,60 @@
+"""Weights: the filters a network learnt, and how training moved its weights."""
+
+import streamlit as st
+
+import cnnviz
+from cnnviz import plotting, weights
+from ui import compute
+from ui.models import require_model
+
+st.title("Weights")
+st.write(
+    "A convolution filter is a small grid of weights slid over the image. The first layer's filters can be "
+    "shown as tiny colour images: they learn edge and colour detectors. Histograms show how the weights of "
+    "each layer are spread, and how far training moved them from where they started."
+)
+choice = require_model()
+conv_layers = weights.conv_layer_names(choice.model)
+if not conv_layers:
+    st.warning("This model has no convolution layers.")
+    st.stop()
+
+kernels_tab, histograms_tab, change_tab = st.tabs(
+    ["Filters", "Weight histograms", "Before vs after training"]
+)
+with kernels_tab:
+    left, right = st.columns(2)
+    layer = left.selectbox("Convolution layer", conv_layers, key="weights.layer")
+    modes = {"auto": "colour (first layer) or averaged", "mean": "averaged over input channels"}
+    mode = right.radio("Show", list(modes), format_func=modes.get, horizontal=True, key="weights.mode")
+    kernels = cnnviz.kernel_images(choice.model, layer, mode=mode)
+    description = "colour images" if kernels.ndim == 4 else "red = positive, blue = negative, white = zero"
+    st.plotly_chart(
+        cnnviz.kernel_figure(kernels, f"{layer}: {len(kernels)} filters ({description})"),
+        key="weights.kernels",
+    )
+
+with histograms_tab:
+    histograms = cnnviz.weight_histograms(choice.model)
+    kinds = sorted({entry["kind"] for entry in histograms})
+    chosen = st.multiselect(
+        "Weights",
+        kinds,
+        default=[kind for kind in ("kernel",) if kind in kinds] or kinds[:1],
+        key="weights.kinds",
+    )
+    if chosen:
+        st.plotly_chart(plotting.weight_histogram_figure(histograms, tuple(chosen)), key="weights.histograms")
+    else:
+        st.info("Pick at least one kind of weight.")
+
+with change_tab:
+    st.write(
+        "Compared with the same design freshly initialized (what training started from, seed 0): the bars say "
+        "how far each weight tensor moved, relative to its starting size."
+    )
+    changes = cnnviz.weight_changes(compute.fresh_initialization(choice.model, choice.key), choice.model)
+    st.plotly_chart(plotting.weight_change_figure(changes), key="weights.changes")
+    names = [entry["name"] for entry in changes if entry["name"].endswith("kernel")]
+    name = st.selectbox("Compare one tensor", names, key="weights.change_name")
+    st.plotly_chart(plotting.weight_change_figure(changes, name), key="weights.change_one")

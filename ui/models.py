@@ -1,0 +1,131 @@
+"""Which model the studio looks at: the defaults, this session's, or an uploaded one.
+
+The choice is a sidebar widget drawn by app.py on every page, so it survives
+page switches; pages read it with `current_model()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+import cnnviz
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# Label -> (model file in assets/models, sample image prefix in assets/samples, data source).
+DEFAULTS = {
+    "Shapes (default model)": ("shapes.keras", "shape_", "shapes"),
+    "Handwritten digits (default model)": ("digits.keras", "digit_", "digits"),
+}
+SESSION = "Trained in this session"
+UPLOAD = "Upload a .keras model"
+
+CHOICE_KEY = "model.choice"
+CURRENT_KEY = "model.current"
+UPLOADED_KEY = "model.uploaded"
+# Set by the Train page: the session's own model and the data it learnt from.
+TRAINED_MODEL_KEY = "train.model"
+TRAINED_SOURCE_KEY = "train.data_source"
+TRAINED_RUN_KEY = "train.run_id"
+
+
+@dataclasses.dataclass
+class ModelChoice:
+    """The model a page works on, with what the pages need to know about it."""
+
+    key: str  # stable id for caches: "default:shapes.keras", "session:3", "upload:<sha1>"
+    label: str
+    model: Any
+    class_names: tuple[str, ...]
+    data_source: str | None  # a cnnviz.load_dataset source, when known
+    sample_prefix: str | None  # sample images in assets/samples, when any fit
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(side) for side in self.model.input_shape[1:])
+
+
+@st.cache_resource(show_spinner="Loading the model...")
+def load_default_model(file_name: str):
+    # Shared read-only by every session: no page may change it (cnnviz never does).
+    return cnnviz.load_model(ASSETS / "models" / file_name)
+
+
+def _load_uploaded(data: bytes, name: str):
+    """Loads an uploaded .keras file through a private temp file (removed at once)."""
+    handle, path = tempfile.mkstemp(suffix=".keras")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        return cnnviz.load_model(path)
+    finally:
+        os.unlink(path)
+
+
+def model_picker() -> ModelChoice | None:
+    """Draws the sidebar model choice and stores the chosen model for the pages."""
+    options = list(DEFAULTS)
+    if TRAINED_MODEL_KEY in st.session_state:
+        options.append(SESSION)
+    options.append(UPLOAD)
+    label = st.sidebar.selectbox("Model", options, key=CHOICE_KEY)
+    choice = None
+    if label in DEFAULTS:
+        file_name, prefix, source = DEFAULTS[label]
+        model = load_default_model(file_name)
+        choice = ModelChoice(
+            f"default:{file_name}", label, model, cnnviz.class_names_of(model), source, prefix
+        )
+    elif label == SESSION:
+        model = st.session_state[TRAINED_MODEL_KEY]
+        source = st.session_state.get(TRAINED_SOURCE_KEY)
+        run = st.session_state.get(TRAINED_RUN_KEY, 0)
+        prefix = {"shapes": "shape_", "digits": "digit_"}.get(source)
+        choice = ModelChoice(f"session:{run}", label, model, cnnviz.class_names_of(model), source, prefix)
+    else:
+        upload = st.sidebar.file_uploader("Your model (.keras)", type=["keras"], key="model.upload")
+        if upload is not None:
+            data = upload.getvalue()
+            digest = hashlib.sha1(data).hexdigest()
+            stored = st.session_state.get(UPLOADED_KEY)
+            if stored is None or stored[0] != digest:
+                try:
+                    model = _load_uploaded(data, upload.name)
+                except cnnviz.CnnvizError as error:
+                    st.sidebar.error(
+                        f"{error} Upload a model saved by cnnviz or Keras 3 (`model.save('m.keras')`)."
+                    )
+                    model = None
+                st.session_state[UPLOADED_KEY] = (digest, model, upload.name)
+            digest, model, name = st.session_state[UPLOADED_KEY]
+            if model is not None:
+                choice = ModelChoice(
+                    f"upload:{digest}", name, model, cnnviz.class_names_of(model), None, None
+                )
+    st.session_state[CURRENT_KEY] = choice
+    if choice is not None:
+        height, width, channels = choice.input_shape
+        st.sidebar.caption(
+            f"{len(choice.class_names)} classes: {', '.join(choice.class_names[:6])}"
+            f"{'...' if len(choice.class_names) > 6 else ''} · input {height}x{width}x{channels}"
+        )
+    return choice
+
+
+def current_model() -> ModelChoice | None:
+    return st.session_state.get(CURRENT_KEY)
+
+
+def require_model() -> ModelChoice:
+    """The chosen model, or a message and a stop when there is none."""
+    choice = current_model()
+    if choice is None:
+        st.info("Choose a model in the sidebar (or upload a .keras file there) to use this page.")
+        st.stop()
+    return choice
