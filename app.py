@@ -6,18 +6,19 @@ each page lives in pages/.
 
 import streamlit as st
 
-from ui.models import model_picker
+from ui.models import mark_entry_run, model_picker
 
 st.set_page_config(page_title="cnnviz studio", page_icon="🔍", layout="wide")
 
 model_picker()
+mark_entry_run()
 navigation = st.navigation(
     {
-        "Use": [st.Page("pages/predict.py", title="Predict", icon="🔍", default=True)],
+        "Use": [st.Page("pages/predict.py", title="Predict", icon=":material/image_search:", default=True)],
         "Look inside": [
-            st.Page("pages/activations.py", title="Activations", icon="🧠"),
-            st.Page("pages/weights.py", title="Weights", icon="🎛️"),
-            st.Page("pages/results.py", title="Results", icon="📊"),
+            st.Page("pages/activations.py", title="Activations", icon=":material/layers:"),
+            st.Page("pages/weights.py", title="Weights", icon=":material/tune:"),
+            st.Page("pages/results.py", title="Results", icon=":material/insights:"),
         ],
     }
 )

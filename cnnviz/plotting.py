@@ -205,8 +205,8 @@ def confusion_matrix_figure(
     """An interactive confusion matrix (rows = true class, columns = predicted).
 
     Each cell also carries an invisible marker whose `customdata` is
-    `[true_index, predicted_index]`, so a click or box selection in a UI maps
-    back to the images of that cell (see `selected_cells`).
+    `[true_index, predicted_index, count]`, so a click or box selection in a
+    UI maps back to the images of that cell (see `selected_cells`).
 
     Args:
         matrix: a `(C, C)` count matrix or an `EvaluationResult`.
@@ -238,18 +238,21 @@ def confusion_matrix_figure(
             texttemplate="%{text}",
             colorscale="Blues",
             showscale=False,
-            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+            hoverinfo="skip",  # the marker trace below hovers and takes the clicks
         )
     )
+    height = max(320, 60 * size + 120)
+    # Markers must not overlap, or plotly gives a click to the last one drawn.
+    marker_size = max(6, int(0.7 * (height - 120) / size))
     true_index, predicted_index = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
     figure.add_trace(
         go.Scatter(
             x=[class_names[p] for p in predicted_index.ravel()],
             y=[class_names[t] for t in true_index.ravel()],
-            customdata=np.stack([true_index.ravel(), predicted_index.ravel()], axis=1),
+            customdata=np.stack([true_index.ravel(), predicted_index.ravel(), counts.ravel()], axis=1),
             mode="markers",
-            marker={"symbol": "square", "size": max(12, 360 // size), "opacity": 0.0},
-            hoverinfo="skip",
+            marker={"symbol": "square", "size": marker_size, "opacity": 0.0},
+            hovertemplate="true %{y}, predicted %{x}: %{customdata[2]} images<extra></extra>",
             showlegend=False,
         )
     )
@@ -258,9 +261,7 @@ def confusion_matrix_figure(
         yaxis_title="true class",
         yaxis_autorange="reversed",
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        height=max(320, 60 * size + 120),
-        clickmode="event+select",
-        dragmode="select",
+        height=height,
     )
     return figure
 
@@ -274,7 +275,9 @@ def selected_cells(points: list[dict], class_names: tuple[str, ...]) -> list[tup
     cells = []
     for point in points or []:
         data = point.get("customdata")
-        if data is not None and len(data) == 2:
+        if isinstance(data, dict):  # Streamlit sends arrays as {"0": ..., "1": ...}
+            data = [data[key] for key in sorted(data, key=int)]
+        if data is not None and len(data) >= 2:
             cell = (int(data[0]), int(data[1]))
         elif point.get("y") in class_names and point.get("x") in class_names:
             cell = (class_names.index(point["y"]), class_names.index(point["x"]))

@@ -13,12 +13,7 @@ TIMEOUT = 180
 
 
 def _open(page: str | None = None, model: str | None = None) -> AppTest:
-    """Runs the app, optionally on a page and with a model chosen in the sidebar.
-
-    AppTest runs the entry script (app.py, which draws the sidebar model
-    choice) only on the first run under st.navigation; later runs re-run the
-    page alone. So the model is chosen through session state before that run.
-    """
+    """Runs the app, optionally on a page and with a model chosen in the sidebar."""
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     if model:
         app.session_state["model.choice"] = model
@@ -49,7 +44,9 @@ def test_sample_choice_method_and_digits_model():
     assert not [
         element for element in app.selectbox if element.key == "predict.layer"
     ]  # no layer for occlusion
-    app = _open(model="Handwritten digits (default model)")
+    # AppTest reruns the page file alone; the page then draws the model choice itself.
+    app.selectbox(key="model.choice").set_value("Handwritten digits (default model)").run()
+    assert not app.exception
     assert app.radio(key="predict.sample").options == ["3", "7"]
     assert app.metric[0].value == app.radio(key="predict.sample").value
 
@@ -101,4 +98,7 @@ def test_selected_cells_maps_plotly_points_to_matrix_cells():
     point = {"customdata": list(marker_trace.customdata[5]), "x": marker_trace.x[5], "y": marker_trace.y[5]}
     assert selected_cells([point], names) == [(1, 2)]
     assert selected_cells([{"x": "a", "y": "c"}], names) == [(2, 0)]  # a heatmap point
+    # What Streamlit's on_select actually returns (seen in Chromium): customdata as a dict.
+    streamlit_point = {"curve_number": 1, "x": "c", "y": "b", "customdata": {"0": 1, "1": 2, "2": 2}}
+    assert selected_cells([streamlit_point], names) == [(1, 2)]
     assert selected_cells([], names) == []

@@ -118,12 +118,29 @@ def model_picker() -> ModelChoice | None:
     return choice
 
 
+_ENTRY_RAN_KEY = "app.entry_ran"
+
+
+def mark_entry_run() -> None:
+    """Called by app.py after drawing the shared sidebar."""
+    st.session_state[_ENTRY_RAN_KEY] = True
+
+
 def current_model() -> ModelChoice | None:
     return st.session_state.get(CURRENT_KEY)
 
 
 def require_model() -> ModelChoice:
-    """The chosen model, or a message and a stop when there is none."""
+    """The chosen model, or a message and a stop when there is none.
+
+    Streamlit runs a page file on its own (without app.py) when a deep link
+    is the first request after a server start, because a `pages/` folder
+    exists (its legacy multipage mode), and AppTest does so on reruns. The
+    page then draws the sidebar model choice itself, so it works either way.
+    """
+    if not st.session_state.pop(_ENTRY_RAN_KEY, False):
+        st.set_page_config(page_title="cnnviz studio", layout="wide")
+        model_picker()
     choice = current_model()
     if choice is None:
         st.info("Choose a model in the sidebar (or upload a .keras file there) to use this page.")
