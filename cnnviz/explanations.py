@@ -85,6 +85,9 @@ def _output_shape(layer) -> tuple:
     return tuple(shape[1:])
 
 
+_LAYER_LISTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def list_layers(model) -> list[LayerInfo]:
     """Every layer of `model` in order, nested models expanded.
 
@@ -94,6 +97,21 @@ def list_layers(model) -> list[LayerInfo]:
     Returns:
         A list of `LayerInfo`, input layers left out.
     """
+    try:
+        cached = _LAYER_LISTS.get(model)
+    except TypeError:  # not weakly referenceable
+        cached = None
+    if cached is not None:
+        return list(cached)
+    found = _walk_layers(model)
+    try:
+        _LAYER_LISTS[model] = tuple(found)
+    except TypeError:
+        pass
+    return found
+
+
+def _walk_layers(model) -> list[LayerInfo]:
     model = _as_functional(model)
     found = []
 
