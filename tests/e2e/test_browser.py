@@ -1,0 +1,196 @@
+"""The studio in a real browser: `streamlit run app.py` driven by Playwright + Chromium.
+
+Needs Debian's Chromium (`apt-get install chromium`, at /usr/bin/chromium or
+$CNNVIZ_CHROMIUM). Without it these tests skip with the reason, unless
+CNNVIZ_REQUIRE_E2E=1 (set by .ci/run), where they fail. With
+CNNVIZ_UPDATE_SCREENSHOTS=1 they also write docs/screenshots/*.png.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("CNNVIZ_CHROMIUM", "/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+def _missing_reason() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -r requirements-dev.txt)"
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        return f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+_REASON = _missing_reason()
+if _REASON and os.environ.get("CNNVIZ_REQUIRE_E2E") == "1":
+    raise RuntimeError(f"browser tests are required (CNNVIZ_REQUIRE_E2E=1) but {_REASON}")
+pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail(f"streamlit did not start: {process.stdout.read().decode()[-2000:]}")
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(90_000)
+    yield page
+    page.close()
+
+
+def _screenshot(page, name: str) -> None:
+    if os.environ.get("CNNVIZ_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def _metric(page) -> str:
+    return page.get_by_test_id("stMetricValue").first.inner_text()
+
+
+def test_predict_page_answers_a_sample_and_an_upload_with_a_heatmap(server, page, tmp_path):
+    from PIL import Image
+
+    from cnnviz.shapes import SHAPE_CLASSES, generate_shapes
+
+    page.goto(server)
+    page.get_by_test_id("stMetricValue").wait_for()
+    assert _metric(page) == "circle"
+    images = page.locator("[data-testid=stImage] img")
+    images.nth(1).wait_for()
+    assert images.count() == 2  # the image and its heatmap overlay
+    assert "Grad-CAM on act4" in page.get_by_test_id("stImageCaption").nth(1).inner_text()
+    page.locator(".js-plotly-plot").first.wait_for()  # the top-5 bars
+    _screenshot(page, "predict")
+
+    shapes, labels, _ = generate_shapes(16, seed=99)
+    index = int((labels == 3).argmax())  # a star
+    path = tmp_path / "my_star.png"
+    Image.fromarray(shapes[index]).save(path)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
+    page.get_by_text("my_star.png").last.wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=stMetricValue]').innerText === 'star'", timeout=60_000
+    )
+    assert _metric(page) == SHAPE_CLASSES[3]
+
+
+def test_a_broken_upload_gets_a_message_not_a_traceback(server, page, tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"this is not a png")
+    page.goto(server)
+    page.get_by_test_id("stMetricValue").wait_for()
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
+    alert = page.get_by_test_id("stAlert")
+    alert.wait_for()
+    assert "Try another file" in alert.inner_text()
+    assert page.get_by_test_id("stException").count() == 0
+
+
+def test_pages_switch_and_keep_the_sidebar_model_choice(server, page):
+    page.goto(server)
+    page.get_by_test_id("stMetricValue").wait_for()
+    for title, name in (("Activations", "activations"), ("Weights", "weights")):
+        page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+        page.locator("h1", has_text=title).wait_for()
+        page.locator(".js-plotly-plot").first.wait_for()
+        assert page.get_by_test_id("stException").count() == 0
+        sidebar = page.get_by_test_id("stSidebar")
+        assert "4 classes: circle, square, triangle, star" in sidebar.inner_text()
+        _screenshot(page, name)
+
+
+def test_clicking_a_confusion_matrix_cell_shows_its_images(server, page):
+    page.goto(f"{server}/results")
+    matrix = page.locator(".js-plotly-plot").first
+    matrix.wait_for()
+    page.wait_for_timeout(1500)
+    _screenshot(page, "results")
+    # Click the diagonal cell of the last class: it always has images.
+    texts = matrix.locator("g.hm text, text")
+    target = None
+    for text in texts.all():
+        content = text.text_content().strip()
+        if content.isdigit() and int(content) > 100:
+            target = text
+    assert target is not None
+    box = target.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2 - 4, box["y"] + box["height"] / 2 - 4)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    heading = page.locator("h3", has_text="predicted")
+    heading.wait_for()
+    assert "images" in heading.inner_text()
+    page.locator(".js-plotly-plot").nth(2).wait_for()
