@@ -26,3 +26,19 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     printed = output.getvalue()
     assert "'class':" in printed and "'top_k':" in printed
     assert (tmp_path / "shapes.keras").exists()
+
+
+def test_readme_look_inside_example_runs(monkeypatch):
+    import plotly.graph_objects as go
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    code = next(block for block in blocks if "cnnviz.explain(" in block)
+    code = code.replace('load_dataset("shapes")', 'load_dataset("shapes", num_samples=200)')
+    shown = []
+    monkeypatch.setattr(go.Figure, "show", lambda figure, *a, **k: shown.append(figure))
+    monkeypatch.chdir(README.parent)  # the example reads assets/
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["heatmaps"].shape == (1, 64, 64) and namespace["rgb"].dtype == np.uint8
+    assert namespace["patterns"].shape[0] == 8 and namespace["kernels"].shape == (16, 3, 3, 3)
+    assert len(shown) == 3  # heatmap, feature maps, confusion matrix
