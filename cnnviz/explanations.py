@@ -17,6 +17,7 @@ is needed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import weakref
 from typing import Any
@@ -104,10 +105,8 @@ def list_layers(model) -> list[LayerInfo]:
     if cached is not None:
         return list(cached)
     found = _walk_layers(model)
-    try:
+    with contextlib.suppress(TypeError):  # not weakly referenceable: no cache
         _LAYER_LISTS[model] = tuple(found)
-    except TypeError:
-        pass
     return found
 
 

@@ -97,6 +97,28 @@ def image_grid_figure(
     return figure
 
 
+def heatmap_pairs_figure(
+    images: NDArray,
+    heatmaps: NDArray,
+    titles: list[str] | None = None,
+    columns: int = 6,
+    opacity: float = 0.45,
+):
+    """Each image beside its heatmap overlay, e.g. misclassified images and where the model looked.
+
+    Args:
+        images: `(N, H, W, C)` uint8 images.
+        heatmaps: `(N, H, W)` maps in [0, 1] (from `cnnviz.explain`).
+        titles: one title per image (the overlay is titled "heatmap").
+        columns: int, panels per row (even: pairs stay together).
+    """
+    panels, panel_titles = [], []
+    for index, (image, heatmap) in enumerate(zip(images, heatmaps)):
+        panels += [image, overlay(image, heatmap, opacity=opacity)]
+        panel_titles += [titles[index] if titles else "", "heatmap"]
+    return image_grid_figure(panels, panel_titles, columns=max(2, columns - columns % 2))
+
+
 def prediction_grid_figure(
     images: NDArray,
     probabilities: NDArray,
@@ -167,19 +189,24 @@ def feature_map_figure(
     return figure
 
 
-def kernel_figure(kernels: NDArray, title: str = "", columns: int | None = None):
+def kernel_figure(kernels: NDArray, title: str = "", columns: int | None = None, per_channel: bool = False):
     """Convolution kernels from `cnnviz.kernel_images`: colour or diverging grid.
 
-    Colour kernels (`(F, kh, kw, 3)`) show as images; one-channel kernels
-    (`(F, kh, kw)`) on a red-blue scale where white is a zero weight.
+    Colour kernels (`(F, kh, kw, 3)`) show as images; averaged kernels
+    (`(F, kh, kw)`) and per-channel kernels (`(F, C_in, kh, kw)`, a row per
+    filter; pass `per_channel=True`) on a red-blue scale where white is a zero weight.
     """
     go = _go()
     kernels = np.asarray(kernels, dtype=np.float32)
     columns = columns or int(np.ceil(np.sqrt(len(kernels))))
-    if kernels.ndim == 4 and kernels.shape[-1] == 3:
+    if kernels.ndim == 4 and kernels.shape[-1] == 3 and not per_channel:
         mosaic = tile(kernels, columns=columns, padding=1, fill=1.0)
         trace = go.Image(z=np.rint(mosaic * 255).astype(np.uint8), hoverinfo="skip")
-    elif kernels.ndim == 3:
+    elif kernels.ndim == 3 or (kernels.ndim == 4 and per_channel):
+        if kernels.ndim == 4:  # (F, C_in, kh, kw): one row per filter, one column per input channel
+            filters, inputs = kernels.shape[:2]
+            kernels = kernels.reshape(filters * inputs, *kernels.shape[2:])
+            columns = inputs
         mosaic = tile(kernels, columns=columns, padding=1, fill=np.nan)
         trace = go.Heatmap(
             z=mosaic,
@@ -190,10 +217,12 @@ def kernel_figure(kernels: NDArray, title: str = "", columns: int | None = None)
             hovertemplate="%{z:.2f}<extra></extra>",
         )
     else:
-        raise ConfigError(f"kernels must be (F, kh, kw, 3) or (F, kh, kw), got shape {kernels.shape}.")
+        raise ConfigError(
+            f"kernels must be (F, kh, kw, 3), (F, kh, kw) or (F, C_in, kh, kw), got shape {kernels.shape}."
+        )
     figure = go.Figure(trace)
     figure.update_layout(title=title or f"{len(kernels)} kernels", margin=_MARGIN, height=420)
-    if kernels.ndim == 3:
+    if not isinstance(trace, go.Image):
         figure.update_yaxes(autorange="reversed")
     _hide_axes(figure)
     return figure

@@ -3,7 +3,6 @@
 import pandas as pd
 import streamlit as st
 
-import cnnviz
 from cnnviz import plotting
 from ui import compute
 from ui.models import require_model
@@ -59,14 +58,11 @@ if cells:
     else:
         images = test.images[indices]
         heatmaps = compute.explain_batch(choice.model, choice.key, images, "gradcam")
-        pairs, titles = [], []
-        for index, image, heatmap in zip(indices, images, heatmaps):
-            pairs += [image, cnnviz.overlay(image, heatmap)]
-            titles += [
-                f"#{index} {evaluation.probabilities[index, predicted_class]:.0%} {names[predicted_class]}",
-                "Grad-CAM",
-            ]
-        st.plotly_chart(plotting.image_grid_figure(pairs, titles, columns=6), key="results.cell_images")
+        titles = [
+            f"#{i} {evaluation.probabilities[i, predicted_class]:.0%} {names[predicted_class]}"
+            for i in indices
+        ]
+        st.plotly_chart(plotting.heatmap_pairs_figure(images, heatmaps, titles), key="results.cell_images")
 else:
     st.caption("Tip: click a cell of the matrix (or drag a box over cells) to see those images here.")
 
@@ -78,15 +74,12 @@ with mistakes_tab:
     else:
         images = test.images[wrong]
         heatmaps = compute.explain_batch(choice.model, choice.key, images, "gradcam")
-        pairs, titles = [], []
-        for index, image, heatmap in zip(wrong, images, heatmaps):
-            predicted = int(evaluation.predictions[index])
-            pairs += [image, cnnviz.overlay(image, heatmap)]
-            titles += [
-                f"true {names[int(evaluation.labels[index])]}",
-                f"said {names[predicted]} {evaluation.probabilities[index, predicted]:.0%}",
-            ]
-        st.plotly_chart(plotting.image_grid_figure(pairs, titles, columns=6), key="results.mistakes")
+        titles = [
+            f"{names[int(evaluation.labels[i])]} taken for {names[int(evaluation.predictions[i])]} "
+            f"({evaluation.probabilities[i, int(evaluation.predictions[i])]:.0%})"
+            for i in wrong
+        ]
+        st.plotly_chart(plotting.heatmap_pairs_figure(images, heatmaps, titles), key="results.mistakes")
 with grid_tab:
     count = 18
     st.plotly_chart(

@@ -116,3 +116,18 @@ def test_tile_lays_images_out_in_rows():
     assert mosaic.shape == (2 * 3 - 1, 3 * 3 - 1)
     np.testing.assert_array_equal(mosaic[3:5, 3:5], images[4])
     assert mosaic[2, 0] == -1 and mosaic[3, 6] == -1
+
+
+def test_no_view_changes_the_model(model):
+    image = np.random.default_rng(0).integers(0, 255, (24, 24, 3), dtype=np.uint8)
+    weights_before = [w.copy() for w in model.get_weights()]
+    output_before = np.asarray(model(image[None].astype(np.float32)))
+    cnnviz.feature_maps(model, image)
+    cnnviz.filter_images(model, "conv1", filters=[0], steps=3)
+    cnnviz.class_images(model, classes=[1], steps=3)
+    cnnviz.kernel_images(model)
+    cnnviz.weight_histograms(model)
+    cnnviz.weight_changes(model, model)
+    for before, after in zip(weights_before, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    np.testing.assert_array_equal(output_before, np.asarray(model(image[None].astype(np.float32))))
