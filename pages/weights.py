@@ -25,12 +25,24 @@ kernels_tab, histograms_tab, change_tab = st.tabs(
 with kernels_tab:
     left, right = st.columns(2)
     layer = left.selectbox("Convolution layer", conv_layers, key="weights.layer")
-    modes = {"auto": "colour (first layer) or averaged", "mean": "averaged over input channels"}
+    modes = {
+        "auto": "colour (first layer) or averaged",
+        "mean": "averaged over input channels",
+        "channels": "one per input channel",
+    }
     mode = right.radio("Show", list(modes), format_func=modes.get, horizontal=True, key="weights.mode")
     kernels = cnnviz.kernel_images(choice.model, layer, mode=mode)
-    description = "colour images" if kernels.ndim == 4 else "red = positive, blue = negative, white = zero"
+    per_channel = mode == "channels"
+    if kernels.ndim == 4 and not per_channel:
+        description = "colour images"
+    else:
+        description = "red = positive, blue = negative, white = zero"
+    if per_channel:
+        description = f"a row per filter, a column per input channel; {description}"
     st.plotly_chart(
-        cnnviz.kernel_figure(kernels, f"{layer}: {len(kernels)} filters ({description})"),
+        cnnviz.kernel_figure(
+            kernels, f"{layer}: {len(kernels)} filters ({description})", per_channel=per_channel
+        ),
         key="weights.kernels",
     )
 

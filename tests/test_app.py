@@ -68,6 +68,9 @@ def test_weights_page_shows_kernels_histograms_and_changes():
     assert len(app.get("plotly_chart")) == 4
     app.selectbox(key="weights.layer").set_value("conv2").run()
     assert not app.exception
+    app.radio(key="weights.mode").set_value("channels").run()
+    assert not app.exception
+    assert "a column per input channel" in app.get("plotly_chart")[0].proto.spec
 
 
 def test_results_page_scores_the_default_model_and_maps_a_cell_to_images():
