@@ -14,7 +14,10 @@ model_picker()
 mark_entry_run()
 navigation = st.navigation(
     {
-        "Use": [st.Page("pages/predict.py", title="Predict", icon=":material/image_search:", default=True)],
+        "Use": [
+            st.Page("pages/predict.py", title="Predict", icon=":material/image_search:", default=True),
+            st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        ],
         "Look inside": [
             st.Page("pages/activations.py", title="Activations", icon=":material/layers:"),
             st.Page("pages/weights.py", title="Weights", icon=":material/tune:"),

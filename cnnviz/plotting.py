@@ -147,11 +147,12 @@ def prediction_grid_figure(
 
 
 def feature_map_figure(
-    maps: NDArray, layer_name: str = "", max_channels: int = 64, columns: int | None = None
+    maps: NDArray, layer_name: str = "", max_channels: int | None = None, columns: int | None = None
 ):
     """All channels of one layer's activations as a grid of small maps.
 
-    Each channel is scaled to its own [0, 1]; hover names the channel.
+    Each channel is scaled to its own [0, 1]; hover names the channel;
+    `max_channels` shows only the first ones (default: all).
     """
     go = _go()
     maps = np.asarray(maps, dtype=np.float32)
@@ -408,6 +409,44 @@ def weight_change_figure(changes: list[dict], name: str | None = None, bins: int
         ]
     )
     figure.update_layout(barmode="overlay", title=name, margin=_MARGIN, height=320)
+    return figure
+
+
+def training_curves_figure(epochs: list[dict]):
+    """Loss and accuracy per epoch, training and validation side by side.
+
+    Args:
+        epochs: one dict per epoch with `epoch` and metrics such as `loss`,
+            `accuracy`, `val_loss`, `val_accuracy` (as `cnnviz.train` events
+            or `TrainResult.history` rows give them).
+    """
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    figure = make_subplots(rows=1, cols=2, subplot_titles=["loss", "accuracy"], horizontal_spacing=0.08)
+    numbers = [row["epoch"] for row in epochs]
+    styles = {"": ("training", "#0068c9", "solid"), "val_": ("validation", "#ff8700", "dash")}
+    for prefix, (label, color, dash) in styles.items():
+        for column, metric in ((1, "loss"), (2, "accuracy")):
+            values = [row.get(f"{prefix}{metric}") for row in epochs]
+            if all(value is None for value in values):
+                continue
+            figure.add_trace(
+                go.Scatter(
+                    x=numbers,
+                    y=values,
+                    name=label,
+                    legendgroup=label,
+                    showlegend=column == 1,
+                    mode="lines+markers",
+                    line={"color": color, "dash": dash},
+                ),
+                row=1,
+                col=column,
+            )
+    figure.update_xaxes(title_text="epoch", dtick=1 if len(numbers) <= 20 else None)
+    figure.update_yaxes(range=[0, 1.02], row=1, col=2)
+    figure.update_layout(margin=_MARGIN, height=320, legend_orientation="h", legend_y=-0.25)
     return figure
 
 

@@ -105,3 +105,52 @@ def test_selected_cells_maps_plotly_points_to_matrix_cells():
     streamlit_point = {"curve_number": 1, "x": "c", "y": "b", "customdata": {"0": 1, "1": 2, "2": 2}}
     assert selected_cells([streamlit_point], names) == [(1, 2)]
     assert selected_cells([], names) == []
+
+
+def _wait_for_training(app: AppTest, seconds: float = 120) -> AppTest:
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        job = app.session_state["train.job"]
+        if not job.running:
+            return app.run()
+        time.sleep(0.5)
+    raise AssertionError("training did not finish in time")
+
+
+def test_train_page_trains_one_epoch_and_offers_the_model():
+    app = _open("train")
+    assert any("press **Train**" in info.value for info in app.info)  # nothing trained yet
+    app.selectbox(key="train.source").set_value("digits")
+    app.slider(key="train.epochs").set_value(1)
+    app.button(key="FormSubmitter:train.form-Train").click().run()
+    assert not app.exception
+    app = _wait_for_training(app)
+    assert not app.exception
+    assert "train.model" in app.session_state
+    history = app.session_state["train.history"]
+    assert len(history) == 1 and history[0]["epochs"] == 1 and history[0]["data"] == "digits"
+    assert history[0]["validation accuracy"] > 0.25  # one epoch: well above chance (0.1)
+    assert any("Validation accuracy" in message.value for message in app.success)
+    # Other pages now offer the session's model.
+    app.switch_page("pages/predict.py").run()
+    assert "Trained in this session" in app.selectbox(key="model.choice").options
+
+
+def test_stop_ends_training_early_and_keeps_the_model():
+    app = _open("train")
+    app.slider(key="train.epochs").set_value(50)
+    app.button(key="FormSubmitter:train.form-Train").click().run()
+    job = app.session_state["train.job"]
+    import time
+
+    deadline = time.time() + 60
+    while not job.epochs() and time.time() < deadline:  # let one epoch finish
+        time.sleep(0.5)
+    app.run()
+    app.button(key="train.stop").click().run()
+    app = _wait_for_training(app, 60)
+    assert job.result.stop_reason == "stopped" and job.result.epochs < 50
+    assert app.session_state["train.history"][0]["ended"] == "stopped"
+    assert "train.model" in app.session_state

@@ -130,17 +130,22 @@ def current_model() -> ModelChoice | None:
     return st.session_state.get(CURRENT_KEY)
 
 
-def require_model() -> ModelChoice:
-    """The chosen model, or a message and a stop when there is none.
+def ensure_shell() -> None:
+    """Draws the page config and sidebar model choice if app.py did not.
 
     Streamlit runs a page file on its own (without app.py) when a deep link
     is the first request after a server start, because a `pages/` folder
-    exists (its legacy multipage mode), and AppTest does so on reruns. The
-    page then draws the sidebar model choice itself, so it works either way.
+    exists (its legacy multipage mode), and AppTest does so on reruns. Every
+    page calls this first, so it works either way.
     """
     if not st.session_state.pop(_ENTRY_RAN_KEY, False):
         st.set_page_config(page_title="cnnviz studio", layout="wide")
         model_picker()
+
+
+def require_model() -> ModelChoice:
+    """The chosen model, or a message and a stop when there is none."""
+    ensure_shell()
     choice = current_model()
     if choice is None:
         st.info("Choose a model in the sidebar (or upload a .keras file there) to use this page.")

@@ -194,3 +194,19 @@ def test_clicking_a_confusion_matrix_cell_shows_its_images(server, page):
     heading.wait_for()
     assert "images" in heading.inner_text()
     page.locator(".js-plotly-plot").nth(2).wait_for()
+
+
+def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
+    page.goto(f"{server}/train")
+    page.get_by_role("button", name="Train").click()
+    stop = page.get_by_role("button", name="Stop")
+    stop.wait_for()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)  # the curves after the first epoch
+    _screenshot(page, "train")
+    stop.click()
+    done = page.get_by_test_id("stAlertContentSuccess")
+    done.wait_for(timeout=60_000)
+    assert "stopped" in done.inner_text().lower()
+    assert "Trained in this session" in done.inner_text()
+    page.get_by_role("button", name="Download run 1's model (.keras)").wait_for(timeout=30_000)
+    assert page.get_by_test_id("stException").count() == 0

@@ -1,0 +1,157 @@
+"""Train: pick data and settings, train a model here and watch it learn."""
+
+import pandas as pd
+import streamlit as st
+
+import cnnviz
+from cnnviz import plotting
+from ui import compute
+from ui.models import TRAINED_MODEL_KEY, TRAINED_RUN_KEY, TRAINED_SOURCE_KEY, ensure_shell
+from ui.training import HISTORY_KEY, JOB_KEY, TrainingJob, model_bytes
+
+SOURCES = {
+    "shapes": "Shapes (64x64 colour, 4 classes)",
+    "digits": "Handwritten digits (28x28 gray, 10 classes)",
+}
+PRESETS = {
+    "fast": "fast: tuned for a CPU (batch norm, global pooling)",
+    "keras_mnist": "keras.io simple MNIST convnet",
+    "tutorial_basic": "the tutorial's CIFAR-10 net",
+    "tutorial_improved": "the tutorial's improved net (deeper, batch norm)",
+}
+
+ensure_shell()
+st.title("Train")
+st.write(
+    "Training shows the network thousands of labelled images; after each batch it nudges every weight to make "
+    "fewer mistakes. Watch the loss fall and the accuracy rise; the validation curve is measured on images it "
+    "does not learn from, so a gap between the two means it is memorizing."
+)
+
+
+def finish(job: TrainingJob) -> None:
+    """Publishes a finished run once: the session's model, and a row of the run history."""
+    if job.result is None or getattr(job, "published", False):
+        return
+    job.published = True
+    st.session_state[TRAINED_MODEL_KEY] = job.result.model
+    st.session_state[TRAINED_SOURCE_KEY] = job.data_source
+    st.session_state[TRAINED_RUN_KEY] = job.run_id
+    st.session_state.setdefault(HISTORY_KEY, []).append(
+        {
+            "run": job.run_id,
+            "data": job.data_source,
+            "preset": job.model_config.name,
+            "epochs": job.result.epochs,
+            "learning rate": job.train_config.learning_rate,
+            "batch": job.train_config.batch_size,
+            "shifts": job.train_config.translate > 0,
+            "validation accuracy": job.result.val_accuracy,
+            "seconds": round(job.result.train_seconds, 1),
+            "ended": job.result.stop_reason,
+        }
+    )
+
+
+job = st.session_state.get(JOB_KEY)
+if job is not None:
+    finish(job)
+running = job is not None and job.running
+
+with st.form("train.form"):
+    left, middle, right = st.columns(3)
+    source = left.selectbox("Data", list(SOURCES), format_func=SOURCES.get, key="train.source")
+    preset = left.selectbox("Model design", list(PRESETS), format_func=PRESETS.get, key="train.preset")
+    optimizer = left.selectbox("Optimizer", ["adam", "sgd", "rmsprop", "adamw"], key="train.optimizer")
+    epochs = middle.slider("Epochs (most)", 1, 50, 15, key="train.epochs")
+    budget = middle.slider(
+        "Time budget (s, 0 = none)",
+        0,
+        600,
+        60,
+        10,
+        key="train.budget",
+        help="Stop when this many seconds are spent, keeping the best weights so far.",
+    )
+    learning_rate = middle.select_slider(
+        "Learning rate", [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], value=0.01, key="train.learning_rate"
+    )
+    batch_size = right.select_slider(
+        "Batch size", [8, 16, 32, 64, 128, 256], value=32, key="train.batch_size"
+    )
+    shifts = right.toggle(
+        "Augment: random shifts", key="train.shifts", help="Small random moves of each image."
+    )
+    early_stopping = right.slider("Early stopping patience (0 = off)", 0, 10, 0, key="train.early_stopping")
+    submitted = st.form_submit_button("Train", type="primary", disabled=running)
+
+if submitted and not running:
+    try:
+        data = compute.dataset(source, None, 0)
+        model_config = cnnviz.preset_config(preset, data.image_shape, data.num_classes)
+        train_config = cnnviz.TrainConfig(
+            optimizer=optimizer,
+            learning_rate=float(learning_rate),
+            batch_size=int(batch_size),
+            epochs=int(epochs),
+            time_budget=float(budget) or None,
+            translate=0.06 if shifts else 0.0,
+            early_stopping=int(early_stopping),
+        )
+    except cnnviz.CnnvizError as error:
+        st.error(f"{error} Change the settings and try again.")
+        st.stop()
+    run_id = len(st.session_state.get(HISTORY_KEY, [])) + 1
+    job = TrainingJob(source, model_config, train_config, run_id)
+    job.start(data)
+    st.session_state[JOB_KEY] = job
+
+
+@st.fragment(run_every=1.0)
+def live_progress() -> None:
+    job = st.session_state.get(JOB_KEY)
+    if job is None:
+        st.info("Choose the data and settings, then press **Train**.")
+        return
+    fraction, text = job.progress()
+    if job.running:
+        st.progress(fraction, text=text)
+        if st.button(
+            "Stop", key="train.stop", help="Stops after the current batch and keeps what was learnt."
+        ):
+            job.stop()
+            st.toast("Stopping after this batch...")
+    elif job.error:
+        st.error(f"{job.error} Change the settings and train again.")
+    elif job.result is not None:
+        if not getattr(job, "published", False):
+            finish(job)
+            st.rerun()  # the whole page: the sidebar now offers the new model
+        accuracy = job.result.val_accuracy
+        st.success(
+            f"Run {job.run_id}: {job.result.message} "
+            + (f"Validation accuracy {accuracy:.1%}. " if accuracy is not None else "")
+            + "Choose **Trained in this session** in the sidebar to look inside it."
+        )
+    rows = job.epochs()
+    if rows:
+        st.plotly_chart(plotting.training_curves_figure(rows), key=f"train.curves.{len(rows)}.{job.running}")
+
+
+live_progress()
+
+history = st.session_state.get(HISTORY_KEY, [])
+if history:
+    st.subheader("Runs in this session")
+    st.dataframe(pd.DataFrame(history).set_index("run"), key="train.history_table")
+    job = st.session_state.get(JOB_KEY)
+    if job is not None and job.result is not None:
+        if "bytes" not in job.__dict__:
+            job.bytes = model_bytes(job.result.model, cnnviz.class_names_of(job.result.model))
+        st.download_button(
+            f"Download run {job.run_id}'s model (.keras)",
+            job.bytes,
+            file_name=f"cnnviz-{job.data_source}-run{job.run_id}.keras",
+            mime="application/octet-stream",
+            key="train.download",
+        )

@@ -1,0 +1,101 @@
+"""A training run the Train page can start, watch and stop without blocking the app.
+
+The run happens in a background thread (cnnviz.train with an event callback
+and a stop event); the page polls the job with an auto-refreshing fragment.
+Each job lives in its own session's state, so two people training at once
+never see each other's runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import threading
+import time
+from typing import Any
+
+import cnnviz
+
+JOB_KEY = "train.job"
+HISTORY_KEY = "train.history"
+
+
+@dataclasses.dataclass
+class TrainingJob:
+    data_source: str
+    model_config: Any  # cnnviz.ModelConfig
+    train_config: Any  # cnnviz.TrainConfig
+    run_id: int
+    events: list = dataclasses.field(default_factory=list)
+    result: Any = None  # cnnviz.TrainResult when done
+    error: str | None = None
+    stop_event: threading.Event = dataclasses.field(default_factory=threading.Event)
+    started: float = dataclasses.field(default_factory=time.time)
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, data) -> None:
+        self.thread = threading.Thread(
+            target=self._run, args=(data,), daemon=True, name=f"cnnviz-train-{self.run_id}"
+        )
+        self.thread.start()
+
+    def _run(self, data) -> None:
+        try:
+            self.result = cnnviz.train(
+                self.model_config,
+                data,
+                self.train_config,
+                on_event=self.events.append,
+                stop_event=self.stop_event,
+            )
+        except cnnviz.CnnvizError as error:
+            self.error = str(error)
+        except MemoryError:
+            self.error = "Out of memory: use a smaller batch size, fewer filters or smaller images."
+        except Exception as error:  # a bug or an unexpected TensorFlow error: shown, never a dead app
+            self.error = f"Training failed: {type(error).__name__}: {error}"
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def epochs(self) -> list[dict]:
+        """One row per finished epoch: epoch, loss, accuracy, val_loss, val_accuracy."""
+        return [{"epoch": e["epoch"], **e["metrics"]} for e in list(self.events) if e["event"] == "epoch_end"]
+
+    def progress(self) -> tuple[float, str]:
+        """A 0..1 fraction and a line of text for a progress bar."""
+        events = list(self.events)
+        begin = next((e for e in events if e["event"] == "train_begin"), None)
+        if begin is None:
+            return 0.0, "Preparing the data and the model..."
+        last = next((e for e in reversed(events) if e["event"] in ("batch_end", "epoch_end")), None)
+        if last is None:
+            return 0.0, "Starting..."
+        if last.get("progress") is not None:
+            fraction = float(last["progress"])
+        else:
+            steps = max(1, begin["steps_per_epoch"])
+            batch = last.get("batch", steps) if last["event"] == "batch_end" else steps
+            fraction = ((last["epoch"] - 1) + batch / steps) / max(1, begin["epochs"])
+        metrics = last.get("metrics", {})
+        shown = ", ".join(
+            f"{name} {value:.3f}" for name, value in metrics.items() if "accuracy" in name or name == "loss"
+        )
+        return min(max(fraction, 0.0), 1.0), f"epoch {last['epoch']} · {last['elapsed']:.0f} s · {shown}"
+
+
+def model_bytes(model, class_names) -> bytes:
+    """The model as .keras file bytes, for a download button."""
+    handle, path = tempfile.mkstemp(suffix=".keras")
+    os.close(handle)
+    try:
+        cnnviz.save_model(model, path, class_names)
+        with open(path, "rb") as file:
+            return file.read()
+    finally:
+        os.unlink(path)
