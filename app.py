@@ -1,21 +1,25 @@
 """cnnviz studio: `streamlit run app.py`.
 
-Page config, the sidebar model choice (shared by every page) and navigation;
-each page lives in pages/.
+Page config, settings kept across pages (and in the URL), the sidebar model
+choice (shared by every page) and navigation; each page lives in pages/.
 """
 
 import streamlit as st
 
 from ui.models import mark_entry_run, model_picker
+from ui.state import keep_widget_state, share_settings
 
 st.set_page_config(page_title="cnnviz studio", page_icon="🔍", layout="wide")
 
+keep_widget_state()
 model_picker()
 mark_entry_run()
 navigation = st.navigation(
     {
-        "Use": [
-            st.Page("pages/predict.py", title="Predict", icon=":material/image_search:", default=True),
+        "Use": [st.Page("pages/predict.py", title="Predict", icon=":material/image_search:", default=True)],
+        "Make your own": [
+            st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
+            st.Page("pages/build.py", title="Build", icon=":material/account_tree:"),
             st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         ],
         "Look inside": [
@@ -26,3 +30,4 @@ navigation = st.navigation(
     }
 )
 navigation.run()
+share_settings()

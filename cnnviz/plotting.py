@@ -412,6 +412,56 @@ def weight_change_figure(changes: list[dict], name: str | None = None, bins: int
     return figure
 
 
+def architecture_figure(rows: list[dict]):
+    """The network as a chain of layers: height = spatial size, box size = channels.
+
+    Args:
+        rows: `cnnviz.describe_model(model)` (name, kind, output_shape, parameters).
+    """
+    go = _go()
+    kept = [row for row in rows if len(row["output_shape"]) >= 2 and row["kind"] != "InputLayer"]
+    if not kept:
+        raise ConfigError("the model has no layers to draw.")
+    x, y, sizes, texts, hovers = [], [], [], [], []
+    largest = max(int(row["output_shape"][-1] or 1) for row in kept)
+    for position, row in enumerate(kept):
+        shape = tuple(row["output_shape"][1:])
+        channels = int(shape[-1] or 1)
+        side = int(shape[0]) if len(shape) == 3 and shape[0] else 1
+        x.append(position)
+        y.append(side)
+        sizes.append(12 + 36 * (channels / largest) ** 0.5)
+        texts.append(row["name"])
+        hovers.append(f"{row['name']} ({row['kind']})<br>output {shape}<br>{row['parameters']:,} parameters")
+    colours = {
+        "Conv2D": "#0068c9",
+        "MaxPooling2D": "#ff8700",
+        "Dense": "#29b09d",
+        "BatchNormalization": "#83c9ff",
+    }
+    figure = go.Figure(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="lines+markers+text",
+            text=texts,
+            textposition="top center",
+            hovertext=hovers,
+            hoverinfo="text",
+            marker={
+                "symbol": "square",
+                "size": sizes,
+                "color": [colours.get(row["kind"], "#a3a8b8") for row in kept],
+            },
+            line={"color": "#d5dae5"},
+        )
+    )
+    figure.update_yaxes(type="log", title_text="map side (pixels)")
+    figure.update_xaxes(visible=False)
+    figure.update_layout(margin=_MARGIN, height=300, showlegend=False)
+    return figure
+
+
 def training_curves_figure(epochs: list[dict]):
     """Loss and accuracy per epoch, training and validation side by side.
 

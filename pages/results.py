@@ -14,15 +14,19 @@ st.write(
     "mistake. Click a cell to see its images and where the model looked."
 )
 choice = require_model()
-if choice.data_source is None:
+data = choice.dataset()
+if data is None:
     st.info(
         "Results need the labelled test images the model was made for. They are known for the default models "
         "and for a model trained on the Train page in this session."
     )
     st.stop()
+if len(data.test) == 0:
+    st.info("This data has no test images (too few images per class); add more images to see results.")
+    st.stop()
 
-evaluation = compute.evaluation(choice.model, choice.key, choice.data_source, 0)
-test = compute.dataset(choice.data_source, None, 0).test
+evaluation = compute.evaluation(choice.model, choice.key, data)
+test = data.test
 names = evaluation.class_names
 
 top = st.columns(3)

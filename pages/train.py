@@ -5,19 +5,16 @@ import streamlit as st
 
 import cnnviz
 from cnnviz import plotting
-from ui import compute
-from ui.models import TRAINED_MODEL_KEY, TRAINED_RUN_KEY, TRAINED_SOURCE_KEY, ensure_shell
+from ui.data import current_data
+from ui.models import TRAINED_DATA_KEY, TRAINED_MODEL_KEY, TRAINED_RUN_KEY, TRAINED_SOURCE_KEY, ensure_shell
 from ui.training import HISTORY_KEY, JOB_KEY, TrainingJob, model_bytes
 
-SOURCES = {
-    "shapes": "Shapes (64x64 colour, 4 classes)",
-    "digits": "Handwritten digits (28x28 gray, 10 classes)",
-}
 PRESETS = {
     "fast": "fast: tuned for a CPU (batch norm, global pooling)",
     "keras_mnist": "keras.io simple MNIST convnet",
     "tutorial_basic": "the tutorial's CIFAR-10 net",
     "tutorial_improved": "the tutorial's improved net (deeper, batch norm)",
+    "custom": "custom (from Build)",
 }
 
 ensure_shell()
@@ -36,7 +33,8 @@ def finish(job: TrainingJob) -> None:
     job.published = True
     st.session_state[TRAINED_MODEL_KEY] = job.result.model
     st.session_state[TRAINED_SOURCE_KEY] = job.data_source
-    st.session_state[TRAINED_RUN_KEY] = job.run_id
+    st.session_state[TRAINED_DATA_KEY] = job.data
+    st.session_state[TRAINED_RUN_KEY] = f"{job.run_id}-{job.uid}"
     st.session_state.setdefault(HISTORY_KEY, []).append(
         {
             "run": job.run_id,
@@ -45,7 +43,10 @@ def finish(job: TrainingJob) -> None:
             "epochs": job.result.epochs,
             "learning rate": job.train_config.learning_rate,
             "batch": job.train_config.batch_size,
-            "shifts": job.train_config.translate > 0,
+            "augmented": any(
+                getattr(job.train_config, field) not in (0, 0.0, "none")
+                for field in ("flip", "rotate", "zoom", "translate", "contrast")
+            ),
             "validation accuracy": job.result.val_accuracy,
             "seconds": round(job.result.train_seconds, 1),
             "ended": job.result.stop_reason,
@@ -58,45 +59,77 @@ if job is not None:
     finish(job)
 running = job is not None and job.running
 
+try:
+    source, data = current_data()
+except cnnviz.CnnvizError as error:
+    st.error(f"{error} Choose another source on the Data page.")
+    st.stop()
+st.caption(f"Data: **{data.summary()}** (change it on the Data page).")
+designs = [name for name in PRESETS if name != "custom" or "build.config" in st.session_state]
+for key, value in (
+    ("train.epochs", 15),
+    ("train.budget", 60),
+    ("train.learning_rate", 0.01),
+    ("train.batch_size", 32),
+    ("train.early_stopping", 0),
+):
+    st.session_state.setdefault(key, value)  # defaults here, not in the widgets: the values outlive the page
+
 with st.form("train.form"):
     left, middle, right = st.columns(3)
-    source = left.selectbox("Data", list(SOURCES), format_func=SOURCES.get, key="train.source")
-    preset = left.selectbox("Model design", list(PRESETS), format_func=PRESETS.get, key="train.preset")
+    preset = left.selectbox("Model design", designs, format_func=PRESETS.get, key="train.design")
     optimizer = left.selectbox("Optimizer", ["adam", "sgd", "rmsprop", "adamw"], key="train.optimizer")
-    epochs = middle.slider("Epochs (most)", 1, 50, 15, key="train.epochs")
+    epochs = middle.slider("Epochs (most)", 1, 50, key="train.epochs")
     budget = middle.slider(
         "Time budget (s, 0 = none)",
         0,
         600,
-        60,
-        10,
+        step=10,
         key="train.budget",
         help="Stop when this many seconds are spent, keeping the best weights so far.",
     )
     learning_rate = middle.select_slider(
-        "Learning rate", [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], value=0.01, key="train.learning_rate"
+        "Learning rate", [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], key="train.learning_rate"
     )
-    batch_size = right.select_slider(
-        "Batch size", [8, 16, 32, 64, 128, 256], value=32, key="train.batch_size"
+    batch_size = right.select_slider("Batch size", [8, 16, 32, 64, 128, 256], key="train.batch_size")
+    augment = right.toggle(
+        "Augment",
+        key="train.augment",
+        help="Use the augmentation set on the Data page (default: small shifts).",
     )
-    shifts = right.toggle(
-        "Augment: random shifts", key="train.shifts", help="Small random moves of each image."
-    )
-    early_stopping = right.slider("Early stopping patience (0 = off)", 0, 10, 0, key="train.early_stopping")
+    early_stopping = right.slider("Early stopping patience (0 = off)", 0, 10, key="train.early_stopping")
     submitted = st.form_submit_button("Train", type="primary", disabled=running)
 
 if submitted and not running:
     try:
-        data = compute.dataset(source, None, 0)
-        model_config = cnnviz.preset_config(preset, data.image_shape, data.num_classes)
+        if preset == "custom":
+            model_config = st.session_state["build.config"]
+            if model_config.input_shape != data.image_shape or model_config.num_classes != data.num_classes:
+                model_config = model_config.replace(
+                    input_shape=data.image_shape, num_classes=data.num_classes
+                )
+        else:
+            model_config = cnnviz.preset_config(preset, data.image_shape, data.num_classes)
+        augmentation = {}
+        if augment:
+            augmentation = {
+                field: st.session_state.get(f"data.{field}", default)
+                for field, default in (
+                    ("flip", "none"),
+                    ("rotate", 0.0),
+                    ("zoom", 0.0),
+                    ("translate", 0.06),
+                    ("contrast", 0.0),
+                )
+            }
         train_config = cnnviz.TrainConfig(
             optimizer=optimizer,
             learning_rate=float(learning_rate),
             batch_size=int(batch_size),
             epochs=int(epochs),
             time_budget=float(budget) or None,
-            translate=0.06 if shifts else 0.0,
             early_stopping=int(early_stopping),
+            **augmentation,
         )
     except cnnviz.CnnvizError as error:
         st.error(f"{error} Change the settings and try again.")
@@ -151,7 +184,7 @@ if history:
         st.download_button(
             f"Download run {job.run_id}'s model (.keras)",
             job.bytes,
-            file_name=f"cnnviz-{job.data_source}-run{job.run_id}.keras",
+            file_name=f"cnnviz-{job.data_source.replace('upload:', '').rsplit('.', 1)[0]}-run{job.run_id}.keras",
             mime="application/octet-stream",
             key="train.download",
         )

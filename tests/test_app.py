@@ -12,11 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 180
 
 
-def _open(page: str | None = None, model: str | None = None) -> AppTest:
-    """Runs the app, optionally on a page and with a model chosen in the sidebar."""
+def _open(page: str | None = None, model: str | None = None, **state) -> AppTest:
+    """Runs the app, optionally on a page, with a model chosen in the sidebar and other settings."""
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     if model:
         app.session_state["model.choice"] = model
+    for key, value in state.items():
+        app.session_state[key.replace("__", ".")] = value
     app.run()
     assert not app.exception, app.exception
     if page:
@@ -120,9 +122,9 @@ def _wait_for_training(app: AppTest, seconds: float = 120) -> AppTest:
 
 
 def test_train_page_trains_one_epoch_and_offers_the_model():
-    app = _open("train")
+    app = _open("train", data__source="digits")
     assert any("press **Train**" in info.value for info in app.info)  # nothing trained yet
-    app.selectbox(key="train.source").set_value("digits")
+    assert any("digits: 10 classes" in caption.value for caption in app.caption)
     app.slider(key="train.epochs").set_value(1)
     app.button(key="FormSubmitter:train.form-Train").click().run()
     assert not app.exception
@@ -154,3 +156,36 @@ def test_stop_ends_training_early_and_keeps_the_model():
     assert job.result.stop_reason == "stopped" and job.result.epochs < 50
     assert app.session_state["train.history"][0]["ended"] == "stopped"
     assert "train.model" in app.session_state
+
+
+def test_data_page_shows_the_source_and_previews_augmentation(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # nothing cached: MNIST cannot load offline
+    app = _open("data")
+    assert app.metric[0].value == "4" and app.metric[1].value == "64x64x3"
+    assert len(app.get("plotly_chart")) == 3  # samples, balance, augmentation
+    app.selectbox(key="data.source").set_value("digits").run()
+    assert app.metric[0].value == "10" and app.metric[1].value == "28x28x1"
+    app.selectbox(key="data.source").set_value("mnist").run()
+    assert not app.exception
+    assert any("bundled source" in error.value for error in app.error)
+
+
+def test_build_page_counts_parameters_and_feeds_train():
+    import cnnviz
+
+    app = _open("build")
+    expected = cnnviz.build_model(cnnviz.preset_config("fast", (64, 64, 3), 4)).count_params()
+    assert app.metric[0].value == f"{expected:,}"
+    app.slider(key="build.conv_blocks").set_value(2).run()
+    assert not app.exception
+    assert int(app.metric[0].value.replace(",", "")) < expected
+    app.switch_page("pages/train.py").run()
+    assert "custom (from Build)" in app.selectbox(key="train.design").options
+
+
+def test_settings_come_from_the_link():
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    app.query_params["train.epochs"] = "7"
+    app.run()
+    app.switch_page("pages/train.py").run()
+    assert app.slider(key="train.epochs").value == 7

@@ -71,9 +71,9 @@ def dataset(source: str, image_size: tuple[int, int] | None, seed: int):
 
 
 @st.cache_resource(max_entries=8, show_spinner="Scoring the test images...")
-def evaluation(_model, model_key: str, source: str, seed: int):
-    data = dataset(source, None, seed)
-    return cnnviz.evaluate(_model, data, split="test")
+def evaluation(_model, model_key: str, _data):
+    # One evaluation per model: a model key always comes with the same data.
+    return cnnviz.evaluate(_model, _data, split="test")
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -83,6 +83,13 @@ def fresh_initialization(_model, model_key: str):
 
     keras.utils.set_random_seed(0)
     return keras.models.clone_model(_model)  # new layers and weights; the original is untouched
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def describe_design(config: cnnviz.ModelConfig):
+    """Layer table, parameter count and FLOPs of a design (builds it once per config)."""
+    model = cnnviz.build_model(config)
+    return cnnviz.describe_model(model), int(model.count_params()), int(cnnviz.count_flops(model))
 
 
 def sample_images(prefix: str | None) -> dict[str, Path]:

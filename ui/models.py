@@ -33,18 +33,29 @@ UPLOADED_KEY = "model.uploaded"
 TRAINED_MODEL_KEY = "train.model"
 TRAINED_SOURCE_KEY = "train.data_source"
 TRAINED_RUN_KEY = "train.run_id"
+TRAINED_DATA_KEY = "train.data"
 
 
 @dataclasses.dataclass
 class ModelChoice:
     """The model a page works on, with what the pages need to know about it."""
 
-    key: str  # stable id for caches: "default:shapes.keras", "session:3", "upload:<sha1>"
+    key: str  # id for caches shared by all sessions: "default:shapes.keras", "session:<run>-<uuid>", "upload:<sha1>"
     label: str
     model: Any
     class_names: tuple[str, ...]
-    data_source: str | None  # a cnnviz.load_dataset source, when known
+    data_source: str | None  # a cnnviz.load_dataset source or "upload:<name>", when known
     sample_prefix: str | None  # sample images in assets/samples, when any fit
+
+    def dataset(self):
+        """The labelled data the model was made for, or None when unknown."""
+        from ui import compute
+
+        if self.key.startswith("session:"):
+            return st.session_state.get(TRAINED_DATA_KEY)
+        if self.data_source is None:
+            return None
+        return compute.dataset(self.data_source, None, 0)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -13,6 +13,7 @@ import os
 import tempfile
 import threading
 import time
+import uuid
 from typing import Any
 
 import cnnviz
@@ -33,12 +34,15 @@ class TrainingJob:
     stop_event: threading.Event = dataclasses.field(default_factory=threading.Event)
     started: float = dataclasses.field(default_factory=time.time)
     thread: threading.Thread | None = None
+    # Unique across sessions: caches shared by all sessions key the model by it.
+    uid: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
     def start(self, data) -> None:
+        self.data = data  # the Results page scores the model on this data's test split
         self.thread = threading.Thread(
             target=self._run, args=(data,), daemon=True, name=f"cnnviz-train-{self.run_id}"
         )

@@ -163,7 +163,12 @@ def test_a_broken_upload_gets_a_message_not_a_traceback(server, page, tmp_path):
 def test_pages_switch_and_keep_the_sidebar_model_choice(server, page):
     page.goto(server)
     page.get_by_test_id("stMetricValue").wait_for()
-    for title, name in (("Activations", "activations"), ("Weights", "weights")):
+    for title, name in (
+        ("Data", "data"),
+        ("Build", "build"),
+        ("Activations", "activations"),
+        ("Weights", "weights"),
+    ):
         page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
         page.locator("h1", has_text=title).wait_for()
         page.locator(".js-plotly-plot").first.wait_for()

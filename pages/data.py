@@ -1,0 +1,91 @@
+"""Data: choose what to learn from, look at it, and preview augmentation."""
+
+import numpy as np
+import plotly.express as px
+import streamlit as st
+
+import cnnviz
+from cnnviz import plotting
+from ui.data import SOURCE_KEY, SOURCES, current_data, load_uploaded_zip
+from ui.models import ensure_shell
+
+ensure_shell()
+st.title("Data")
+st.write(
+    "A classifier learns from labelled examples: many images per class. Look at them first: are the classes "
+    "balanced, are the images what you expect? Augmentation shows the network slightly changed copies of each "
+    "image (shifted, flipped, zoomed) so it learns what matters rather than where it sits."
+)
+source = st.selectbox("Data source", list(SOURCES), format_func=SOURCES.get, key=SOURCE_KEY)
+if source == "upload":
+    upload = st.file_uploader(
+        "A .zip with one folder per class (e.g. cats/1.jpg, dogs/2.png)", type=["zip"], key="data.zip"
+    )
+    if upload is None:
+        st.info("Upload a zip to use your own images; until then the studio uses the shapes.")
+        st.stop()
+    try:
+        with st.spinner("Reading the images..."):
+            load_uploaded_zip(upload.getvalue(), upload.name)
+    except cnnviz.CnnvizError as error:
+        st.error(f"{error} Fix the zip and upload it again.")
+        st.stop()
+try:
+    name, data = current_data()
+except cnnviz.CnnvizError as error:
+    st.error(f"{error} Choose a bundled source (shapes or digits) to go on offline.")
+    st.stop()
+
+height, width, channels = data.image_shape
+top = st.columns(4)
+top[0].metric("Classes", data.num_classes)
+top[1].metric("Image size", f"{height}x{width}x{channels}")
+top[2].metric("Training images", f"{len(data.train):,}")
+top[3].metric("Validation / test", f"{len(data.validation):,} / {len(data.test):,}")
+if data.report is not None and (data.report.skipped or data.report.ignored):
+    st.warning(data.report.summary() + ".")
+
+gallery_tab, balance_tab, augment_tab = st.tabs(
+    ["Samples per class", "Class balance", "Augmentation preview"]
+)
+with gallery_tab:
+    per_class = 6
+    picks, titles = [], []
+    for index, class_name in enumerate(data.class_names[:10]):
+        chosen = np.flatnonzero(data.train.labels == index)[:per_class]
+        picks += list(data.train.images[chosen])
+        titles += [class_name] * len(chosen)
+    st.plotly_chart(plotting.image_grid_figure(picks, titles, columns=per_class), key="data.gallery")
+    if data.num_classes > 10:
+        st.caption(f"Showing 10 of {data.num_classes} classes.")
+with balance_tab:
+    counts = np.bincount(data.train.labels, minlength=data.num_classes)
+    chart = px.bar(x=list(data.class_names), y=counts, labels={"x": "class", "y": "training images"})
+    chart.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    st.plotly_chart(chart, key="data.balance")
+    if counts.min() < 0.5 * counts.max():
+        st.warning("Some classes have less than half the images of others: expect more mistakes on those.")
+with augment_tab:
+    for key, value in (
+        ("data.rotate", 0.0),
+        ("data.zoom", 0.0),
+        ("data.translate", 0.06),
+        ("data.contrast", 0.0),
+    ):
+        st.session_state.setdefault(
+            key, value
+        )  # defaults here, not in the widgets: the values outlive the page
+    left, right = st.columns([1, 2])
+    left.caption("These settings are used when **Augment** is on in the Train page.")
+    flip = left.selectbox("Flip", ["none", "horizontal", "vertical", "both"], key="data.flip")
+    rotate = left.slider("Rotate (fraction of a turn)", 0.0, 0.5, step=0.01, key="data.rotate")
+    zoom = left.slider("Zoom", 0.0, 0.5, step=0.05, key="data.zoom")
+    translate = left.slider("Shift", 0.0, 0.3, step=0.02, key="data.translate")
+    contrast = left.slider("Contrast", 0.0, 0.5, step=0.05, key="data.contrast")
+    config = cnnviz.TrainConfig(flip=flip, rotate=rotate, zoom=zoom, translate=translate, contrast=contrast)
+    originals = data.train.images[:6]
+    copies = [cnnviz.augment_preview(originals, config, seed=seed) for seed in range(2)]
+    grid = [image for row in zip(originals, *copies) for image in row]
+    titles = ["original", "augmented", "augmented again"] * len(originals)
+    right.plotly_chart(plotting.image_grid_figure(grid, titles, columns=6), key="data.augment")
+st.caption(f"Training on the Train page uses: **{name}**.")
