@@ -91,7 +91,9 @@ def main():
                 )
                 upload_times.append(time.perf_counter() - start)
                 shown = page.get_by_test_id("stMetricValue").first.inner_text()
-                print(f"  upload {path.name}: {upload_times[-1]:.2f} s -> {shown} (true {expected})", flush=True)
+                print(
+                    f"  upload {path.name}: {upload_times[-1]:.2f} s -> {shown} (true {expected})", flush=True
+                )
             upload = statistics.median(upload_times[1:])  # the first upload warms the uploader
 
             switch_times = []
@@ -124,7 +126,9 @@ def main():
     print("|---|---|---|")
     for name, value, target in rows:
         print(f"| {name} | {value} | {target} |")
-    print(f"\nall upload times: {[round(t, 2) for t in upload_times]}; switches: {[round(t, 2) for t in switch_times]}")
+    print(
+        f"\nall upload times: {[round(t, 2) for t in upload_times]}; switches: {[round(t, 2) for t in switch_times]}"
+    )
     return 0 if np.isfinite(memory) else 1
 
 

@@ -25,7 +25,7 @@ st.write(
     "class; the heatmap shows which pixels drove the decision (red = most important)."
 )
 choice = require_model()
-picked = compute.image_picker("predict", choice.sample_prefix)
+picked = compute.image_picker("predict", choice.sample_prefix, camera=True)
 if picked is None:
     st.stop()
 image, caption = picked

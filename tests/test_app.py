@@ -37,6 +37,14 @@ def test_app_opens_on_predict_page_with_class_and_heatmap():
     assert app.selectbox(key="predict.layer").value == "act4"
 
 
+def test_camera_option_shows_the_camera_and_keeps_answering():
+    app = _open()
+    app.toggle(key="predict.use_camera").set_value(True).run()
+    assert not app.exception
+    assert len(app.get("camera_input")) == 1
+    assert app.metric[0].value == "circle"  # no photo yet: the sample is still answered
+
+
 def test_sample_choice_method_and_digits_model():
     app = _open()
     app.radio(key="predict.sample").set_value("star").run()

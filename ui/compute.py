@@ -101,8 +101,8 @@ def sample_images(prefix: str | None) -> dict[str, Path]:
     }
 
 
-def image_picker(key: str, prefix: str | None) -> tuple[np.ndarray, str] | None:
-    """Upload widget plus sample choice; returns (image, caption) or None.
+def image_picker(key: str, prefix: str | None, camera: bool = False) -> tuple[np.ndarray, str] | None:
+    """Upload widget (and optionally the camera) plus sample choice; returns (image, caption) or None.
 
     A bad upload shows what is wrong and returns None.
     """
@@ -111,6 +111,8 @@ def image_picker(key: str, prefix: str | None) -> tuple[np.ndarray, str] | None:
         type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"],
         key=f"{key}.upload",
     )
+    if camera and upload is None and st.toggle("Take a photo with the camera", key=f"{key}.use_camera"):
+        upload = st.camera_input("Camera", key=f"{key}.camera", label_visibility="collapsed")
     samples = sample_images(prefix)
     sample = None
     if samples:
