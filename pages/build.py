@@ -8,6 +8,7 @@ from cnnviz import models, plotting
 from ui import compute
 from ui.data import current_data
 from ui.models import ensure_shell
+from ui.state import valid_choice
 
 ensure_shell()
 st.title("Build")
@@ -22,6 +23,7 @@ except cnnviz.CnnvizError as error:
     st.error(f"{error} Choose another source on the Data page.")
     st.stop()
 
+valid_choice("build.preset", models.PRESETS)
 st.session_state.setdefault("build.preset", models.DEFAULT_PRESET)
 preset = st.selectbox("Start from a preset", list(models.PRESETS), key="build.preset")
 base = cnnviz.preset_config(preset, data.image_shape, data.num_classes)

@@ -8,6 +8,7 @@ import cnnviz
 from cnnviz import plotting
 from ui.data import SOURCE_KEY, SOURCES, current_data, load_uploaded_zip
 from ui.models import ensure_shell
+from ui.state import valid_choice
 
 ensure_shell()
 st.title("Data")
@@ -16,6 +17,7 @@ st.write(
     "balanced, are the images what you expect? Augmentation shows the network slightly changed copies of each "
     "image (shifted, flipped, zoomed) so it learns what matters rather than where it sits."
 )
+valid_choice(SOURCE_KEY, SOURCES)
 source = st.selectbox("Data source", list(SOURCES), format_func=SOURCES.get, key=SOURCE_KEY)
 if source == "upload":
     upload = st.file_uploader(

@@ -5,8 +5,17 @@ import streamlit as st
 
 import cnnviz
 from cnnviz import plotting
+from cnnviz.training import OPTIMIZERS
 from ui.data import current_data
-from ui.models import TRAINED_DATA_KEY, TRAINED_MODEL_KEY, TRAINED_RUN_KEY, TRAINED_SOURCE_KEY, ensure_shell
+from ui.models import (
+    TRAINED_DATA_KEY,
+    TRAINED_INITIAL_KEY,
+    TRAINED_MODEL_KEY,
+    TRAINED_RUN_KEY,
+    TRAINED_SOURCE_KEY,
+    ensure_shell,
+)
+from ui.state import valid_choice
 from ui.training import HISTORY_KEY, JOB_KEY, TrainingJob, model_bytes
 
 PRESETS = {
@@ -34,6 +43,7 @@ def finish(job: TrainingJob) -> None:
     st.session_state[TRAINED_MODEL_KEY] = job.result.model
     st.session_state[TRAINED_SOURCE_KEY] = job.data_source
     st.session_state[TRAINED_DATA_KEY] = job.data
+    st.session_state[TRAINED_INITIAL_KEY] = job.initial_weights
     st.session_state[TRAINED_RUN_KEY] = f"{job.run_id}-{job.uid}"
     st.session_state.setdefault(HISTORY_KEY, []).append(
         {
@@ -66,6 +76,8 @@ except cnnviz.CnnvizError as error:
     st.stop()
 st.caption(f"Data: **{data.summary()}** (change it on the Data page).")
 designs = [name for name in PRESETS if name != "custom" or "build.config" in st.session_state]
+valid_choice("train.design", designs)
+valid_choice("train.optimizer", OPTIMIZERS)
 for key, value in (
     ("train.epochs", 15),
     ("train.budget", 60),
@@ -78,7 +90,7 @@ for key, value in (
 with st.form("train.form"):
     left, middle, right = st.columns(3)
     preset = left.selectbox("Model design", designs, format_func=PRESETS.get, key="train.design")
-    optimizer = left.selectbox("Optimizer", ["adam", "sgd", "rmsprop", "adamw"], key="train.optimizer")
+    optimizer = left.selectbox("Optimizer", OPTIMIZERS, key="train.optimizer")
     epochs = middle.slider("Epochs (most)", 1, 50, key="train.epochs")
     budget = middle.slider(
         "Time budget (s, 0 = none)",
@@ -167,6 +179,15 @@ def live_progress() -> None:
             + "Choose **Trained in this session** in the sidebar to look inside it."
         )
     rows = job.epochs()
+    batches = job.batches()
+    if job.running and len(batches) >= 3:
+        # Long epochs: the loss batch by batch within the current one, so progress shows at once.
+        st.line_chart(
+            pd.DataFrame(batches).set_index("batch")[["loss"]],
+            height=180,
+            x_label=f"batch (epoch {len(rows) + 1})",
+            y_label="loss",
+        )
     if rows:
         st.plotly_chart(plotting.training_curves_figure(rows), key=f"train.curves.{len(rows)}.{job.running}")
 

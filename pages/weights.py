@@ -5,7 +5,7 @@ import streamlit as st
 import cnnviz
 from cnnviz import plotting, weights
 from ui import compute
-from ui.models import require_model
+from ui.models import TRAINED_INITIAL_KEY, require_model
 
 st.title("Weights")
 st.write(
@@ -61,11 +61,19 @@ with histograms_tab:
         st.info("Pick at least one kind of weight.")
 
 with change_tab:
-    st.write(
-        "Compared with the same design freshly initialized (what training started from, seed 0): the bars say "
-        "how far each weight tensor moved, relative to its starting size."
-    )
-    changes = cnnviz.weight_changes(compute.fresh_initialization(choice.model, choice.key), choice.model)
+    initial = st.session_state.get(TRAINED_INITIAL_KEY) if choice.key.startswith("session:") else None
+    if initial is not None:
+        st.write(
+            "Compared with the weights this model started from when you trained it: the bars say how far each "
+            "weight tensor moved, relative to its starting size."
+        )
+    else:
+        st.write(
+            "Compared with the same design freshly initialized (seed 0; this model's own starting weights were "
+            "not recorded): the bars say how far each weight tensor moved, relative to its starting size."
+        )
+    before = compute.fresh_initialization(choice.model, choice.key, initial)
+    changes = cnnviz.weight_changes(before, choice.model)
     st.plotly_chart(plotting.weight_change_figure(changes), key="weights.changes")
     names = [entry["name"] for entry in changes if entry["name"].endswith("kernel")]
     name = st.selectbox("Compare one tensor", names, key="weights.change_name")

@@ -146,6 +146,16 @@ def test_train_page_trains_one_epoch_and_offers_the_model():
     # Other pages now offer the session's model.
     app.switch_page("pages/predict.py").run()
     assert "Trained in this session" in app.selectbox(key="model.choice").options
+    app.selectbox(key="model.choice").set_value("Trained in this session").run()
+    assert not app.exception and app.metric[0].value in [str(digit) for digit in range(10)]
+    # Weights: "before" is the run's own recorded starting point.
+    app.switch_page("pages/weights.py").run()
+    assert not app.exception
+    assert any("started from when you trained it" in text.value for text in app.markdown)
+    # Results: scored on the test split of the data it was trained on.
+    app.switch_page("pages/results.py").run()
+    assert not app.exception
+    assert app.metric[1].value == f"{len(app.session_state['train.data'].test):,}"
 
 
 def test_stop_ends_training_early_and_keeps_the_model():
@@ -197,3 +207,15 @@ def test_settings_come_from_the_link():
     app.run()
     app.switch_page("pages/train.py").run()
     assert app.slider(key="train.epochs").value == 7
+
+
+def test_a_hand_edited_link_falls_back_instead_of_failing():
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    app.query_params["data.source"] = '"nonsense"'
+    app.query_params["train.design"] = '"huge"'
+    app.run()
+    assert not app.exception
+    app.switch_page("pages/train.py").run()
+    assert not app.exception
+    assert app.selectbox(key="train.design").value == "fast"
+    assert any("shapes: 4 classes" in caption.value for caption in app.caption)

@@ -77,12 +77,16 @@ def evaluation(_model, model_key: str, _data):
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def fresh_initialization(_model, model_key: str):
-    """The same design with new random weights (seed 0): what training starts from."""
+def fresh_initialization(_model, model_key: str, _initial_weights=None):
+    """The model before training: its recorded starting weights when known (a model trained in
+    this session), else the same design freshly initialized (seed 0)."""
     import keras
 
     keras.utils.set_random_seed(0)
-    return keras.models.clone_model(_model)  # new layers and weights; the original is untouched
+    before = keras.models.clone_model(_model)  # new layers and weights; the original is untouched
+    if _initial_weights is not None:
+        before.set_weights(_initial_weights)
+    return before
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -50,6 +50,8 @@ def current_data():
         cnnviz.CnnvizError: the source cannot be loaded (e.g. offline and not cached).
     """
     source = st.session_state.get(SOURCE_KEY, "shapes")
+    if source not in SOURCES:  # a stale or hand-edited link
+        source = "shapes"
     if source == "upload":
         stored = st.session_state.get(UPLOADED_KEY)
         if stored is None:

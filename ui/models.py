@@ -34,6 +34,7 @@ TRAINED_MODEL_KEY = "train.model"
 TRAINED_SOURCE_KEY = "train.data_source"
 TRAINED_RUN_KEY = "train.run_id"
 TRAINED_DATA_KEY = "train.data"
+TRAINED_INITIAL_KEY = "train.initial_weights"
 
 
 @dataclasses.dataclass
@@ -85,6 +86,9 @@ def model_picker() -> ModelChoice | None:
     if TRAINED_MODEL_KEY in st.session_state:
         options.append(SESSION)
     options.append(UPLOAD)
+    from ui.state import valid_choice
+
+    valid_choice(CHOICE_KEY, options)
     label = st.sidebar.selectbox("Model", options, key=CHOICE_KEY)
     choice = None
     if label in DEFAULTS:
@@ -150,7 +154,10 @@ def ensure_shell() -> None:
     page calls this first, so it works either way.
     """
     if not st.session_state.pop(_ENTRY_RAN_KEY, False):
+        from ui.state import keep_widget_state
+
         st.set_page_config(page_title="cnnviz studio", layout="wide")
+        keep_widget_state()
         model_picker()
 
 

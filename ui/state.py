@@ -15,6 +15,7 @@ import streamlit as st
 
 # Widget keys whose values outlive their page. Never buttons or uploaders (their values cannot be set).
 PERSISTENT_KEYS = (
+    "model.choice",
     "data.source",
     "data.flip",
     "data.rotate",
@@ -45,12 +46,22 @@ PERSISTENT_KEYS = (
 )
 
 
+# Shared in links: not the model choice (a link cannot carry a session's own model).
+SHARED_KEYS = tuple(key for key in PERSISTENT_KEYS if key != "model.choice")
+
+
+def valid_choice(key: str, options) -> None:
+    """Forgets a stored choice that is not among `options` (a stale or hand-edited link)."""
+    if key in st.session_state and st.session_state[key] not in list(options):
+        del st.session_state[key]
+
+
 def keep_widget_state() -> None:
     """Restores shared settings from the URL once, then keeps them across pages."""
     if not st.session_state.get("state.restored"):
         st.session_state["state.restored"] = True
         for key, raw in st.query_params.items():
-            if key in PERSISTENT_KEYS:
+            if key in SHARED_KEYS:
                 try:
                     st.session_state[key] = json.loads(raw)
                 except ValueError:
@@ -62,7 +73,7 @@ def keep_widget_state() -> None:
 
 def share_settings() -> None:
     """Writes the current settings into the URL, so copying the link shares them."""
-    for key in PERSISTENT_KEYS:
+    for key in SHARED_KEYS:
         if key in st.session_state:
             value = json.dumps(st.session_state[key])
             if st.query_params.get(key) != value:

@@ -34,6 +34,7 @@ class TrainingJob:
     stop_event: threading.Event = dataclasses.field(default_factory=threading.Event)
     started: float = dataclasses.field(default_factory=time.time)
     thread: threading.Thread | None = None
+    initial_weights: list | None = None  # the weights training started from
     # Unique across sessions: caches shared by all sessions key the model by it.
     uid: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -49,11 +50,21 @@ class TrainingJob:
         self.thread.start()
 
     def _run(self, data) -> None:
+        import keras
+
+        job = self
+
+        class RememberInitialWeights(keras.callbacks.Callback):
+            # For the Weights page's "before vs after training".
+            def on_train_begin(self, logs=None):
+                job.initial_weights = [weight.copy() for weight in self.model.get_weights()]
+
         try:
             self.result = cnnviz.train(
                 self.model_config,
                 data,
                 self.train_config,
+                callbacks=[RememberInitialWeights()],
                 on_event=self.events.append,
                 stop_event=self.stop_event,
             )
@@ -66,6 +77,14 @@ class TrainingJob:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def batches(self) -> list[dict]:
+        """Batch-level rows of the current (last) epoch: batch, loss, accuracy."""
+        events = [e for e in list(self.events) if e["event"] == "batch_end"]
+        if not events:
+            return []
+        current = events[-1]["epoch"]
+        return [{"batch": e["batch"], **e["metrics"]} for e in events if e["epoch"] == current]
 
     def epochs(self) -> list[dict]:
         """One row per finished epoch: epoch, loss, accuracy, val_loss, val_accuracy."""
