@@ -204,7 +204,7 @@ def test_clicking_a_confusion_matrix_cell_shows_its_images(server, page):
 def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
     page.goto(f"{server}/train")
     page.get_by_role("button", name="Train").click()
-    stop = page.get_by_role("button", name="Stop")
+    stop = page.get_by_test_id("stButton").get_by_role("button", name="Stop")  # not the status widget's
     stop.wait_for()
     page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)  # the curves after the first epoch
     _screenshot(page, "train")
