@@ -289,6 +289,8 @@ def confusion_matrix_figure(
     figure.update_layout(
         xaxis_title="predicted class",
         yaxis_title="true class",
+        xaxis_type="category",  # class names like "0".."9" are names, not numbers
+        yaxis_type="category",
         yaxis_autorange="reversed",
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         height=height,
@@ -329,7 +331,12 @@ def per_class_figure(per_class: list[dict]):
         ]
     )
     figure.update_layout(
-        barmode="group", yaxis_range=[0, 1.05], margin=_MARGIN, height=320, legend_orientation="h"
+        barmode="group",
+        xaxis_type="category",
+        yaxis_range=[0, 1.05],
+        margin=_MARGIN,
+        height=320,
+        legend_orientation="h",
     )
     return figure
 

@@ -63,7 +63,7 @@ with gallery_tab:
 with balance_tab:
     counts = np.bincount(data.train.labels, minlength=data.num_classes)
     chart = px.bar(x=list(data.class_names), y=counts, labels={"x": "class", "y": "training images"})
-    chart.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    chart.update_layout(xaxis_type="category", height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10})
     st.plotly_chart(chart, key="data.balance")
     if counts.min() < 0.5 * counts.max():
         st.warning("Some classes have less than half the images of others: expect more mistakes on those.")

@@ -25,7 +25,12 @@ st.write(
     "class; the heatmap shows which pixels drove the decision (red = most important)."
 )
 choice = require_model()
-picked = compute.image_picker("predict", choice.sample_prefix, camera=True)
+picked = compute.image_picker(
+    "predict",
+    choice.sample_prefix,
+    camera=True,
+    drawing=choice.input_shape[-1] == 1 or choice.sample_prefix == "digit_",
+)
 if picked is None:
     st.stop()
 image, caption = picked
@@ -83,5 +88,7 @@ chart = px.bar(
     labels={"x": "probability", "y": ""},
     range_x=[0, 1],
 )
-chart.update_layout(yaxis={"autorange": "reversed"}, height=230, margin={"l": 0, "r": 0, "t": 10, "b": 0})
+chart.update_layout(
+    yaxis={"autorange": "reversed", "type": "category"}, height=230, margin={"l": 0, "r": 0, "t": 10, "b": 0}
+)
 right.plotly_chart(chart, key="predict.chart")

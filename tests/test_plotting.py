@@ -20,6 +20,8 @@ def test_confusion_matrix_counts_shares_and_cell_markers():
     heatmap, markers = figure.data
     np.testing.assert_array_equal(np.asarray(heatmap.z), counts)
     assert list(heatmap.x) == list(NAMES) and list(heatmap.y) == list(NAMES)
+    digits = plotting.confusion_matrix_figure(np.eye(3, dtype=int), ("0", "1", "2"))
+    assert digits.layout.xaxis.type == digits.layout.yaxis.type == "category"  # "0".."9" stay names
     cells = {(int(t), int(p)): int(n) for t, p, n in markers.customdata}
     assert cells[(1, 2)] == 2 and len(cells) == 9
     shares = np.asarray(plotting.confusion_matrix_figure(counts, NAMES, normalize=True).data[0].z)

@@ -105,11 +105,21 @@ def sample_images(prefix: str | None) -> dict[str, Path]:
     }
 
 
-def image_picker(key: str, prefix: str | None, camera: bool = False) -> tuple[np.ndarray, str] | None:
-    """Upload widget (and optionally the camera) plus sample choice; returns (image, caption) or None.
+def image_picker(
+    key: str, prefix: str | None, camera: bool = False, drawing: bool = False
+) -> tuple[np.ndarray, str] | None:
+    """Upload widget (optionally the camera or a drawing canvas) plus sample choice.
 
-    A bad upload shows what is wrong and returns None.
+    Returns (image, caption) or None; a bad upload shows what is wrong and returns None.
     """
+    if drawing and st.toggle("Draw a digit", key=f"{key}.use_canvas", help="White ink on black, like MNIST."):
+        from ui.canvas import drawing_canvas
+
+        data = drawing_canvas(f"{key}.canvas")
+        if data is None:
+            st.info("Draw a digit in the black square; the answer appears when you lift the pen.")
+            return None
+        return cnnviz.load_image(data), "your drawing"
     upload = st.file_uploader(
         "Upload an image",
         type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"],

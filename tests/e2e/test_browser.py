@@ -215,3 +215,26 @@ def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
     assert "Trained in this session" in done.inner_text()
     page.get_by_role("button", name="Download run 1's model (.keras)").wait_for(timeout=30_000)
     assert page.get_by_test_id("stException").count() == 0
+
+
+def test_drawing_a_digit_gets_an_answer(server, page):
+    page.goto(server)
+    page.get_by_test_id("stMetricValue").wait_for()
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").click()
+    page.get_by_role("option", name="Handwritten digits (default model)").click()
+    page.get_by_text("Draw a digit").click()
+    canvas = page.locator("canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(500)
+    box = canvas.bounding_box()
+    middle = box["x"] + box["width"] / 2
+    page.mouse.move(middle, box["y"] + 40)
+    page.mouse.down()
+    for step in range(20):  # a thick vertical stroke: a one
+        page.mouse.move(middle, box["y"] + 40 + step * 10)
+    page.mouse.up()
+    page.get_by_text("your drawing").wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=stMetricValue]').innerText === '1'", timeout=30_000
+    )
+    assert page.get_by_test_id("stException").count() == 0
