@@ -20,6 +20,7 @@ if data is None:
         "Results need the labelled test images the model was made for. They are known for the default models "
         "and for a model trained on the Train page in this session."
     )
+    st.page_link("pages/train.py", label="Train a model on your data", icon=":material/model_training:")
     st.stop()
 if len(data.test) == 0:
     st.info("This data has no test images (too few images per class); add more images to see results.")

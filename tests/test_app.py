@@ -94,6 +94,7 @@ def test_upload_choice_without_a_file_asks_for_a_model():
     app = _open(model="Upload a .keras model")
     # Nothing uploaded yet: the page asks for a model instead of failing.
     assert any("Choose a model" in info.value for info in app.info)
+    assert len(app.get("page_link")) == 1  # ...and a way to make one
 
 
 def test_cnnviz_never_imports_streamlit():

@@ -167,5 +167,6 @@ def require_model() -> ModelChoice:
     choice = current_model()
     if choice is None:
         st.info("Choose a model in the sidebar (or upload a .keras file there) to use this page.")
+        st.page_link("pages/train.py", label="...or train one now", icon=":material/model_training:")
         st.stop()
     return choice
