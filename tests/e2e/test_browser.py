@@ -238,3 +238,25 @@ def test_drawing_a_digit_gets_an_answer(server, page):
         "() => document.querySelector('[data-testid=stMetricValue]').innerText === '1'", timeout=30_000
     )
     assert page.get_by_test_id("stException").count() == 0
+
+
+def test_uploading_a_model_file_or_a_broken_one(server, page, tmp_path):
+    page.goto(server)
+    page.get_by_test_id("stMetricValue").wait_for()
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_test_id("stSelectbox").click()
+    page.get_by_role("option", name="Upload a .keras model").click()
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a model")
+    sidebar.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(broken))
+    error = sidebar.get_by_test_id("stAlert")
+    error.wait_for()
+    assert "not a Keras 3 .keras model file" in error.inner_text()
+    assert page.get_by_test_id("stException").count() == 0
+    sidebar.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        str(ROOT / "assets" / "models" / "digits.keras")
+    )
+    sidebar.get_by_text("10 classes: 0, 1, 2").wait_for()
+    page.get_by_text("Upload an image to start").wait_for()  # no samples for an uploaded model
+    assert page.get_by_text("Draw a digit").count() == 1  # one-channel input: drawing is offered
+    assert page.get_by_test_id("stException").count() == 0
