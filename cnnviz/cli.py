@@ -348,19 +348,28 @@ def _command_evaluate(args) -> int:
     return 0
 
 
-def _command_predict(args) -> int:
+def _load_images(file_names: list[str]):
+    """Loads each file; a bad one becomes an error entry (and one stderr line), the rest go on."""
     import cnnviz
     from cnnviz.errors import ImageError
 
-    model = cnnviz.load_model(args.model)
-    predictions, errors, images, names = [], [], [], []
-    for file_name in args.images:
+    images, names, errors = [], [], []
+    for file_name in file_names:
         try:
             images.append(cnnviz.load_image(file_name))
             names.append(file_name)
         except ImageError as error:
             errors.append({"file": file_name, "error": str(error)})
             print(f"cnnviz: {error}", file=sys.stderr)
+    return images, names, errors
+
+
+def _command_predict(args) -> int:
+    import cnnviz
+
+    model = cnnviz.load_model(args.model)
+    predictions = []
+    images, names, errors = _load_images(args.images)
     if images:
         for file_name, result in zip(names, cnnviz.predict(model, images, top_k=args.top_k)):
             predictions.append({"file": file_name, **result})
@@ -377,7 +386,7 @@ def _command_explain(args) -> int:
     import numpy as np
 
     import cnnviz
-    from cnnviz.errors import ConfigError, ImageError
+    from cnnviz.errors import ConfigError
     from cnnviz.explanations import overlay
     from cnnviz.plotting import save_png
 
@@ -393,14 +402,8 @@ def _command_explain(args) -> int:
                 f"--class {args.class_name!r}: the model's classes are {', '.join(class_names)}."
             )
         class_index = class_names.index(args.class_name)
-    results, errors, images, names = [], [], [], []
-    for file_name in args.images:
-        try:
-            images.append(cnnviz.load_image(file_name))
-            names.append(file_name)
-        except ImageError as error:
-            errors.append({"file": file_name, "error": str(error)})
-            print(f"cnnviz: {error}", file=sys.stderr)
+    results = []
+    images, names, errors = _load_images(args.images)
     if images:
         out.mkdir(parents=True, exist_ok=True)
         probabilities = cnnviz.predict_probabilities(model, images)

@@ -327,9 +327,17 @@ def _probe(model, layer_names: tuple[str, ...] = ()) -> _Probe:
 # --------------------------------------------------------------------------
 
 
+def _input_shape(model) -> tuple:
+    """The model's input shape without the batch axis (no Functional view is built: hot path)."""
+    shape = model.input_shape
+    if isinstance(shape, list):  # several inputs: only the first is an image
+        shape = shape[0]
+    return tuple(None if side is None else int(side) for side in shape[1:])
+
+
 def _model_batch(model, images) -> tuple[NDArray[np.float32], list[tuple[int, int]] | None]:
     """The model-sized float batch and the original sizes (None when equal)."""
-    input_shape = tuple(int(side) for side in _as_functional(model).input.shape[1:])
+    input_shape = _input_shape(model)
     if len(input_shape) != 3:
         raise ConfigError(f"the model's input shape {input_shape} is not (height, width, channels).")
     if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1:] == input_shape:
@@ -718,7 +726,7 @@ def explain(
         maps = np.abs(integrated_gradients(model, images, class_index, **options)).sum(axis=-1)
     else:
         maps = occlusion_map(model, images, class_index, **options)
-    input_size = tuple(int(side) for side in _as_functional(model).input.shape[1:3])
+    input_size = _input_shape(model)[:2]
     maps = _normalize(_resize_maps(maps, input_size))
     sizes = _original_sizes(images)
     if sizes is None or all(size == input_size for size in sizes):
