@@ -44,6 +44,8 @@ _EXPORTS = {
     "save_model": "cnnviz.saving",
     "load_model": "cnnviz.saving",
     "class_names_of": "cnnviz.saving",
+    "imagenet_classifier": "cnnviz.pretrained",
+    "BACKBONES": "cnnviz.pretrained",
     "explain": "cnnviz.explanations",
     "METHODS": "cnnviz.explanations",
     "list_layers": "cnnviz.explanations",
@@ -92,6 +94,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
     from cnnviz.explanations import METHODS, default_cam_layer, explain, list_layers, overlay
     from cnnviz.images import load_image
     from cnnviz.models import PRESETS, ModelConfig, build_model, count_flops, describe_model, preset_config
+    from cnnviz.pretrained import BACKBONES, imagenet_classifier
     from cnnviz.plotting import (
         confusion_matrix_figure,
         feature_map_figure,

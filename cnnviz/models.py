@@ -52,6 +52,20 @@ class ModelConfig:
             Defaults to `"global_avg"`.
         dense_units: int, units of a hidden dense layer; 0 for none. Defaults to `0`.
         dense_dropout: float, dropout before the logits. Defaults to `0.0`.
+        backbone: `None` for a CNN built from the fields above, or a
+            pretrained `keras.applications` network to start from (transfer
+            learning): one of `cnnviz.pretrained.BACKBONES`
+            (`"mobilenet_v2"`, `"efficientnet_b0"`). Its layers become layers
+            of the model, so every explanation reaches them by name; the conv
+            block fields are then unused. Defaults to `None`.
+        backbone_weights: `"imagenet"` (downloaded once into the Keras cache)
+            or `None` (random initialization). Defaults to `"imagenet"`.
+        backbone_size: int or None, square side the images are resized to
+            for the backbone; `None` = the smallest of 96, 128, ..., 224 that
+            is at least the image side. Defaults to `None`.
+        fine_tune_layers: int, how many of the backbone's last layers train
+            (batch norm layers stay frozen); 0 trains only the new head.
+            Defaults to `0`.
         name: str, the model's name. Defaults to `"cnnviz"`.
     """
 
@@ -71,6 +85,10 @@ class ModelConfig:
     head: str = "global_avg"
     dense_units: int = 0
     dense_dropout: float = 0.0
+    backbone: str | None = None
+    backbone_weights: str | None = "imagenet"
+    backbone_size: int | None = None
+    fine_tune_layers: int = 0
     name: str = "cnnviz"
 
     def __post_init__(self):
@@ -98,6 +116,19 @@ class ModelConfig:
         object.__setattr__(self, "batch_norm", bool(self.batch_norm))
         if self.pooled_blocks is not None:
             _check_int("pooled_blocks", self.pooled_blocks, 0, self.conv_blocks)
+        if self.backbone is not None:
+            from cnnviz.pretrained import BACKBONE_SIZES, BACKBONES
+
+            _check_choice("backbone", self.backbone, tuple(BACKBONES))
+            if self.backbone_weights not in ("imagenet", None):
+                raise ConfigError(f"backbone_weights must be 'imagenet' or None, got {self.backbone_weights!r}.")
+            if self.backbone_size is not None and self.backbone_size not in BACKBONE_SIZES:
+                raise ConfigError(
+                    f"backbone_size must be one of {', '.join(map(str, BACKBONE_SIZES))} or None, "
+                    f"got {self.backbone_size!r}."
+                )
+            _check_int("fine_tune_layers", self.fine_tune_layers, 0, 1000)
+            return  # the conv block fields do not apply
         # The spatial size must survive every block.
         height, width = shape[:2]
         height, width = -(-height // self.stem_stride), -(-width // self.stem_stride)
@@ -211,6 +242,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         dense_units=0,
         dense_dropout=0.0,
     ),
+    # The tutorial's last step, transfer learning: ImageNet features from a
+    # pretrained network under a new classifier head; only the head trains.
+    "transfer_mobilenet_v2": dict(backbone="mobilenet_v2", dense_dropout=0.2),
+    "transfer_efficientnet_b0": dict(backbone="efficientnet_b0", dense_dropout=0.2),
 }
 
 DEFAULT_PRESET = "fast"
@@ -270,6 +305,8 @@ def build_model(config: ModelConfig | None = None, **overrides: Any):
         config = config.replace(**overrides)
     activation = config.activation
     inputs = keras.Input(shape=config.input_shape, name="image")
+    if config.backbone is not None:
+        return _build_transfer_model(config, inputs)
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     conv_index = 0
     for block in range(1, config.conv_blocks + 1):
@@ -305,6 +342,27 @@ def build_model(config: ModelConfig | None = None, **overrides: Any):
     logits = layers.Dense(config.num_classes, name="logits", dtype="float32")(x)
     probs = layers.Activation("softmax", name="probs", dtype="float32")(logits)
     return keras.Model(inputs, probs, name=config.name)
+
+
+def _build_transfer_model(config: ModelConfig, inputs):
+    """A pretrained backbone, flat in the graph, under a new classifier head."""
+    import keras
+    from keras import layers
+
+    from cnnviz.pretrained import attach_backbone, backbone_size, freeze_backbone
+
+    size = backbone_size(max(config.input_shape[:2]), config.backbone_size)
+    features, backbone_layers = attach_backbone(inputs, config.backbone, config.backbone_weights, size)
+    x = layers.GlobalAveragePooling2D(name="global_pool")(features)
+    if config.dense_units:
+        x = layers.Dense(config.dense_units, activation=config.activation, name="dense")(x)
+    if config.dense_dropout > 0:
+        x = layers.Dropout(config.dense_dropout, name="drop_dense")(x)
+    logits = layers.Dense(config.num_classes, name="logits", dtype="float32")(x)
+    probs = layers.Activation("softmax", name="probs", dtype="float32")(logits)
+    model = keras.Model(inputs, probs, name=config.name)
+    freeze_backbone(model, backbone_layers, config.fine_tune_layers)
+    return model
 
 
 def count_flops(model) -> int:

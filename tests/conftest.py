@@ -21,6 +21,24 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(file_utils, "urlretrieve", offline)
 
 
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    """An empty Keras cache for this test (Keras reads KERAS_HOME at import)."""
+    from keras.src.backend import config
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path))
+    return tmp_path
+
+
+def trust_planted_files(monkeypatch):
+    """Planted files are small stand-ins, so their hashes differ from the real
+    downloads; accept them as keras would accept the real files."""
+    from keras.src.utils import file_utils
+
+    monkeypatch.setattr(file_utils, "validate_file", lambda *args, **kwargs: True)
+
+
 @pytest.fixture(autouse=True)
 def _clear_keras():
     yield

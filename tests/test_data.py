@@ -10,7 +10,7 @@ import cnnviz
 from cnnviz.errors import DatasetError
 from cnnviz.shapes import SHAPE_CLASSES, generate_shapes
 
-from .conftest import write_image
+from .conftest import trust_planted_files, write_image
 
 
 def test_shapes_deterministic_balanced_with_boxes():
@@ -70,27 +70,9 @@ def test_bad_fractions():
 # --- keras.datasets through the real loaders, with files planted in the cache
 
 
-@pytest.fixture
-def keras_home(tmp_path, monkeypatch):
-    """An empty Keras cache for this test (Keras reads KERAS_HOME at import)."""
-    from keras.src.backend import config
-
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path))
-    return tmp_path
-
-
-def _trust_planted_files(monkeypatch):
-    """The planted files are small stand-ins, so their hashes differ from the
-    real downloads; accept them as keras would accept the real files."""
-    from keras.src.utils import file_utils
-
-    monkeypatch.setattr(file_utils, "validate_file", lambda *args, **kwargs: True)
-
-
 def test_mnist_from_planted_cache(keras_home, monkeypatch):
     tmp_path = keras_home
-    _trust_planted_files(monkeypatch)
+    trust_planted_files(monkeypatch)
     (tmp_path / "datasets").mkdir()
     rng = np.random.default_rng(0)
     np.savez(
@@ -126,7 +108,7 @@ def test_fashion_mnist_from_planted_cache(keras_home, monkeypatch):
 
 def test_cifar10_from_planted_cache(keras_home, monkeypatch):
     tmp_path = keras_home
-    _trust_planted_files(monkeypatch)
+    trust_planted_files(monkeypatch)
     staging = tmp_path / "staging" / "cifar-10-batches-py"
     staging.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
