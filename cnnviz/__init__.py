@@ -94,7 +94,6 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
     from cnnviz.explanations import METHODS, default_cam_layer, explain, list_layers, overlay
     from cnnviz.images import load_image
     from cnnviz.models import PRESETS, ModelConfig, build_model, count_flops, describe_model, preset_config
-    from cnnviz.pretrained import BACKBONES, imagenet_classifier
     from cnnviz.plotting import (
         confusion_matrix_figure,
         feature_map_figure,
@@ -103,6 +102,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
         prediction_grid_figure,
         save_png,
     )
+    from cnnviz.pretrained import BACKBONES, imagenet_classifier
     from cnnviz.saving import class_names_of, load_model, save_model
     from cnnviz.training import TrainConfig, TrainResult, augment_preview, resolve_precision, train
     from cnnviz.weights import kernel_images, weight_changes, weight_histograms

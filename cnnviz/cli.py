@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
 
     predict = commands.add_parser("predict", help="classify image files")
-    predict.add_argument("model", metavar="MODEL.keras")
+    predict.add_argument("model", metavar="MODEL.keras", help=_MODEL_HELP)
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--top-k", type=_positive_int, default=3)
     predict.add_argument("--json", action="store_true")
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cnnviz.explanations import METHODS
 
     explain = commands.add_parser("explain", help="write heatmap overlays showing where the model looks")
-    explain.add_argument("model", metavar="MODEL.keras")
+    explain.add_argument("model", metavar="MODEL.keras", help=_MODEL_HELP)
     explain.add_argument("images", nargs="+", metavar="IMAGE")
     explain.add_argument("--method", choices=METHODS, default="gradcam")
     explain.add_argument("--layer", default=None, help="layer for the CAM methods (default: last conv map)")
@@ -364,10 +364,21 @@ def _load_images(file_names: list[str]):
     return images, names, errors
 
 
+_MODEL_HELP = "a .keras file, or 'imagenet' for MobileNetV2 trained on ImageNet (downloads ~14 MB once)"
+
+
+def _load_model(name: str):
+    import cnnviz
+
+    if name == "imagenet" and not Path(name).exists():
+        return cnnviz.imagenet_classifier()
+    return cnnviz.load_model(name)
+
+
 def _command_predict(args) -> int:
     import cnnviz
 
-    model = cnnviz.load_model(args.model)
+    model = _load_model(args.model)
     predictions = []
     images, names, errors = _load_images(args.images)
     if images:
@@ -393,7 +404,7 @@ def _command_explain(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise _UsageError(f"--out {args.out}: is a file; give a folder for the overlay PNGs")
-    model = cnnviz.load_model(args.model)
+    model = _load_model(args.model)
     class_names = cnnviz.class_names_of(model)
     class_index = None
     if args.class_name is not None:

@@ -121,7 +121,9 @@ class ModelConfig:
 
             _check_choice("backbone", self.backbone, tuple(BACKBONES))
             if self.backbone_weights not in ("imagenet", None):
-                raise ConfigError(f"backbone_weights must be 'imagenet' or None, got {self.backbone_weights!r}.")
+                raise ConfigError(
+                    f"backbone_weights must be 'imagenet' or None, got {self.backbone_weights!r}."
+                )
             if self.backbone_size is not None and self.backbone_size not in BACKBONE_SIZES:
                 raise ConfigError(
                     f"backbone_size must be one of {', '.join(map(str, BACKBONE_SIZES))} or None, "

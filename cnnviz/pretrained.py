@@ -86,7 +86,9 @@ def weights_file(backbone: str, size: int, include_top: bool = False) -> tuple[s
     """`(file name, URL, md5 hash or None)` of a backbone's ImageNet weights,
     exactly as `keras.applications` names and fetches them."""
     if backbone == "mobilenet_v2":
-        name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}{'' if include_top else '_no_top'}.h5"
+        name = (
+            f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}{'' if include_top else '_no_top'}.h5"
+        )
         url = _KERAS_APPLICATIONS_URL + "tensorflow/keras-applications/mobilenet_v2/" + name
         return name, url, None
     if backbone == "efficientnet_b0":
@@ -212,7 +214,9 @@ def imagenet_class_names() -> tuple[str, ...]:
     Raises:
         WeightsUnavailableError: not cached and the download failed.
     """
-    path = _fetch("imagenet_class_index.json", _CLASS_INDEX_URL, _CLASS_INDEX_HASH, "ImageNet class names", 0.04)
+    path = _fetch(
+        "imagenet_class_index.json", _CLASS_INDEX_URL, _CLASS_INDEX_HASH, "ImageNet class names", 0.04
+    )
     try:
         index = json.loads(path.read_text())
         return tuple(index[str(number)][1].replace("_", " ") for number in range(len(index)))
@@ -242,7 +246,9 @@ def imagenet_classifier(weights: str | None = "imagenet"):
 
     from cnnviz.saving import set_metadata
 
-    class_names = imagenet_class_names() if weights == "imagenet" else tuple(f"class_{i}" for i in range(1000))
+    class_names = (
+        imagenet_class_names() if weights == "imagenet" else tuple(f"class_{i}" for i in range(1000))
+    )
     inputs = keras.Input((IMAGENET_SIZE, IMAGENET_SIZE, 3), name="image")
     logits, _ = attach_backbone(inputs, "mobilenet_v2", weights, IMAGENET_SIZE, include_top=True)
     probs = layers.Activation("softmax", name="probs", dtype="float32")(logits)

@@ -57,7 +57,9 @@ def test_frozen_backbone_stays_put_while_the_head_learns(tiny_arrays):
     conv_before = model.get_layer("Conv1").get_weights()[0].copy()
     bn_before = [w.copy() for w in model.get_layer("bn_Conv1").get_weights()]
     head_before = model.get_layer("logits").get_weights()[0].copy()
-    result = cnnviz.train(model, (images, labels), cnnviz.TrainConfig(epochs=1, batch_size=16, learning_rate=0.01))
+    result = cnnviz.train(
+        model, (images, labels), cnnviz.TrainConfig(epochs=1, batch_size=16, learning_rate=0.01)
+    )
     trained = result.model
     np.testing.assert_array_equal(trained.get_layer("Conv1").get_weights()[0], conv_before)
     for after, before in zip(trained.get_layer("bn_Conv1").get_weights(), bn_before):
@@ -110,7 +112,9 @@ def test_bad_backbone_fields_are_refused():
         cnnviz.ModelConfig(backbone="mobilenet_v2", backbone_size=100)
 
 
-def test_imagenet_classifier_from_planted_weights_and_class_names(keras_home, monkeypatch):
+@pytest.fixture
+def planted_imagenet(keras_home, monkeypatch):
+    """A random MobileNetV2 and made-up class names where the real downloads go."""
     import keras
 
     trust_planted_files(monkeypatch)  # the stand-in class index has another hash
@@ -118,7 +122,13 @@ def test_imagenet_classifier_from_planted_weights_and_class_names(keras_home, mo
     _plant_weights(keras_home, planted, pretrained.weights_file("mobilenet_v2", 224, include_top=True)[0])
     names = {str(number): [f"n{number:08d}", f"thing_{number}"] for number in range(1000)}
     (keras_home / "models" / "imagenet_class_index.json").write_text(json.dumps(names))
+    return planted
 
+
+def test_imagenet_classifier_from_planted_weights_and_class_names(planted_imagenet):
+    import keras
+
+    planted = planted_imagenet
     model = cnnviz.imagenet_classifier()
     assert cnnviz.class_names_of(model)[7] == "thing 7"
     photo = np.random.default_rng(1).integers(0, 255, (224, 224, 3), dtype=np.uint8)
@@ -138,3 +148,61 @@ def test_imagenet_classifier_from_planted_weights_and_class_names(keras_home, mo
 def test_imagenet_classifier_offline_says_what_to_do(keras_home):
     with pytest.raises(WeightsUnavailableError, match="ImageNet"):
         cnnviz.imagenet_classifier()
+
+
+def test_cli_predicts_and_explains_photos_with_the_imagenet_model(planted_imagenet, tmp_path, capsys):
+    from cnnviz.cli import main
+
+    from .conftest import write_image
+
+    photo = write_image(tmp_path / "photo.jpg", np.full((300, 200, 3), 120, dtype=np.uint8))
+    assert main(["predict", "imagenet", str(photo), "--top-k", "5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["predictions"][0]
+    assert len(result["top_k"]) == 5 and result["class"].startswith("thing ")
+    assert main(["explain", "imagenet", str(photo), "--out", str(tmp_path / "out"), "--json"]) == 0
+    written = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"][0]["heatmap_png"]
+    from PIL import Image
+
+    assert Image.open(written).size == (200, 300)  # at the photo's own size
+
+
+def test_cli_imagenet_offline_is_one_clear_line(keras_home, tmp_path, capsys):
+    from cnnviz.cli import main
+
+    from .conftest import write_image
+
+    photo = write_image(tmp_path / "photo.png", np.zeros((8, 8, 3), dtype=np.uint8))
+    assert main(["predict", "imagenet", str(photo)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "ImageNet" in error and "Keras cache" in error
+
+
+def _open_imagenet_choice():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from ui.models import IMAGENET, load_imagenet_model
+
+    load_imagenet_model.clear()
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=180)
+    app.session_state["model.choice"] = IMAGENET
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_studio_offers_the_imagenet_classifier(planted_imagenet):
+    pytest.importorskip("streamlit")
+    app = _open_imagenet_choice()
+    sidebar = " ".join(caption.value for caption in app.sidebar.caption)
+    assert "1000 classes: thing 0, thing 1" in sidebar and "224x224x3" in sidebar
+    assert not app.sidebar.error
+    assert any("Upload an image" in info.value for info in app.info)
+
+
+def test_studio_imagenet_offline_says_so_in_the_sidebar(keras_home):
+    pytest.importorskip("streamlit")
+    app = _open_imagenet_choice()
+    assert "not in the Keras cache" in app.sidebar.error[0].value
+    assert any("Choose a model" in info.value for info in app.info)

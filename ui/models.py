@@ -23,6 +23,7 @@ DEFAULTS = {
     "Shapes (default model)": ("shapes.keras", "shape_", "shapes"),
     "Handwritten digits (default model)": ("digits.keras", "digit_", "digits"),
 }
+IMAGENET = "Photos: ImageNet classifier (MobileNetV2)"
 SESSION = "Trained in this session"
 UPLOAD = "Upload a .keras model"
 
@@ -69,6 +70,30 @@ def load_default_model(file_name: str):
     return cnnviz.load_model(ASSETS / "models" / file_name)
 
 
+@st.cache_resource(show_spinner=False)
+def load_imagenet_model():
+    # Shared read-only like the defaults; a failed download is not cached.
+    return cnnviz.imagenet_classifier()
+
+
+def _imagenet_choice() -> ModelChoice | None:
+    from cnnviz import pretrained
+
+    cached = pretrained.weights_cached("mobilenet_v2", pretrained.IMAGENET_SIZE, include_top=True)
+    message = (
+        "Loading MobileNetV2..."
+        if cached
+        else "Downloading MobileNetV2's ImageNet weights (about 14 MB, only this once)..."
+    )
+    try:
+        with st.spinner(message):
+            model = load_imagenet_model()
+    except cnnviz.CnnvizError as error:
+        st.sidebar.error(f"{error} Meanwhile, choose another model above.")
+        return None
+    return ModelChoice("imagenet:mobilenet_v2", IMAGENET, model, cnnviz.class_names_of(model), None, None)
+
+
 def _load_uploaded(data: bytes, name: str):
     """Loads an uploaded .keras file through a private temp file (removed at once)."""
     handle, path = tempfile.mkstemp(suffix=".keras")
@@ -82,7 +107,7 @@ def _load_uploaded(data: bytes, name: str):
 
 def model_picker() -> ModelChoice | None:
     """Draws the sidebar model choice and stores the chosen model for the pages."""
-    options = list(DEFAULTS)
+    options = [*DEFAULTS, IMAGENET]
     if TRAINED_MODEL_KEY in st.session_state:
         options.append(SESSION)
     options.append(UPLOAD)
@@ -97,6 +122,8 @@ def model_picker() -> ModelChoice | None:
         choice = ModelChoice(
             f"default:{file_name}", label, model, cnnviz.class_names_of(model), source, prefix
         )
+    elif label == IMAGENET:
+        choice = _imagenet_choice()
     elif label == SESSION:
         model = st.session_state[TRAINED_MODEL_KEY]
         source = st.session_state.get(TRAINED_SOURCE_KEY)
@@ -124,6 +151,11 @@ def model_picker() -> ModelChoice | None:
                     f"upload:{digest}", name, model, cnnviz.class_names_of(model), None, None
                 )
     st.session_state[CURRENT_KEY] = choice
+    if label == IMAGENET:
+        st.sidebar.caption(
+            "Trained by Google on 1.3 million photos of 1000 everyday things (ImageNet). "
+            "Try any photo of an animal, a vehicle or an object."
+        )
     if choice is not None:
         height, width, channels = choice.input_shape
         st.sidebar.caption(
