@@ -23,6 +23,8 @@ PRESETS = {
     "keras_mnist": "keras.io simple MNIST convnet",
     "tutorial_basic": "the tutorial's CIFAR-10 net",
     "tutorial_improved": "the tutorial's improved net (deeper, batch norm)",
+    "transfer_mobilenet_v2": "transfer learning: MobileNetV2 pretrained on ImageNet",
+    "transfer_efficientnet_b0": "transfer learning: EfficientNetB0 pretrained on ImageNet",
     "custom": "custom (from Build)",
 }
 

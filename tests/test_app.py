@@ -220,3 +220,25 @@ def test_a_hand_edited_link_falls_back_instead_of_failing():
     assert not app.exception
     assert app.selectbox(key="train.design").value == "fast"
     assert any("shapes: 4 classes" in caption.value for caption in app.caption)
+
+
+def test_build_page_offers_transfer_learning_without_downloading(keras_home):
+    import cnnviz
+
+    app = _open("build", build__preset="transfer_mobilenet_v2")
+    assert not app.error  # describing the design needs no weights, so nothing is fetched offline
+    expected = cnnviz.build_model(
+        cnnviz.preset_config("transfer_mobilenet_v2", (64, 64, 3), 4, backbone_weights=None)
+    ).count_params()
+    assert app.metric[0].value == f"{expected:,}"
+    assert app.slider(key="build.fine_tune_layers").value == 0
+    assert app.select_slider(key="build.backbone_size").value == 96
+    assert not [slider for slider in app.slider if slider.key == "build.conv_blocks"]
+    app.slider(key="build.fine_tune_layers").set_value(20).run()
+    assert not app.exception
+    config = app.session_state["build.config"]
+    assert (config.backbone, config.fine_tune_layers, config.backbone_weights) == (
+        "mobilenet_v2",
+        20,
+        "imagenet",
+    )

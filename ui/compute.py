@@ -92,6 +92,8 @@ def fresh_initialization(_model, model_key: str, _initial_weights=None):
 @st.cache_data(max_entries=32, show_spinner=False)
 def describe_design(config: cnnviz.ModelConfig):
     """Layer table, parameter count and FLOPs of a design (builds it once per config)."""
+    if config.backbone is not None:
+        config = config.replace(backbone_weights=None)  # the same layers; no download just to describe them
     model = cnnviz.build_model(config)
     return cnnviz.describe_model(model), int(model.count_params()), int(cnnviz.count_flops(model))
 
