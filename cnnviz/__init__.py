@@ -26,6 +26,9 @@ _EXPORTS = {
     "Split": "cnnviz.data",
     "LoadReport": "cnnviz.data",
     "load_image": "cnnviz.images",
+    "stream_image_folder": "cnnviz.streaming",
+    "ImageStream": "cnnviz.streaming",
+    "make_strategy": "cnnviz.distribute",
     "ModelConfig": "cnnviz.models",
     "PRESETS": "cnnviz.models",
     "preset_config": "cnnviz.models",
@@ -89,6 +92,7 @@ def __dir__():
 if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
     from cnnviz.activations import class_images, feature_maps, filter_images
     from cnnviz.data import Dataset, LoadReport, Split, load_dataset
+    from cnnviz.distribute import make_strategy
     from cnnviz.errors import CnnvizError, ConfigError, DatasetError, ImageError, ModelFileError
     from cnnviz.evaluation import EvaluationResult, evaluate, predict, predict_probabilities
     from cnnviz.explanations import METHODS, default_cam_layer, explain, list_layers, overlay
@@ -104,5 +108,6 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
     )
     from cnnviz.pretrained import BACKBONES, imagenet_classifier
     from cnnviz.saving import class_names_of, load_model, save_model
+    from cnnviz.streaming import ImageStream, stream_image_folder
     from cnnviz.training import TrainConfig, TrainResult, augment_preview, resolve_precision, train
     from cnnviz.weights import kernel_images, weight_changes, weight_histograms

@@ -17,6 +17,8 @@ _DEFAULTS = {
     "CNNVIZ_MAX_ZIP_BYTES": 2 * 1024**3,
     # Most files a dataset folder or zip may hold.
     "CNNVIZ_MAX_DATASET_FILES": 100_000,
+    # Most files a folder streamed from disk may hold (only names are kept in memory).
+    "CNNVIZ_MAX_STREAM_FILES": 10_000_000,
     # Most classes in one dataset.
     "CNNVIZ_MAX_CLASSES": 1000,
 }

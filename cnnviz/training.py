@@ -18,6 +18,7 @@ import dataclasses
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -421,26 +422,108 @@ class _Trainer:
         self._emit(event="epoch_end", epoch=epoch + 1, metrics=metrics, elapsed=self.elapsed())
 
 
-def _as_arrays(data):
-    """Accepts a Dataset or `(images, labels)` / `(images, labels, val_images, val_labels)`."""
-    from cnnviz.data import Dataset
+class _ArraySource:
+    """Training data held in memory: `(images, labels)` arrays or a `Dataset`."""
 
+    streamed = False
+
+    def __init__(self, images, labels, val_images, val_labels, class_names, config: TrainConfig):
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.ndim != 4 or len(images) != len(labels) or len(images) == 0:
+            raise ConfigError(
+                f"expected images (N, H, W, C) and N labels, got {images.shape} and {labels.shape}."
+            )
+        if labels.min() < 0:
+            raise ConfigError("labels must be class indices 0, 1, 2, ...")
+        if val_images is None and config.validation_split > 0 and len(labels) >= 10:
+            from cnnviz.data import _stratified_split
+
+            train_index, val_index = _stratified_split(labels, (config.validation_split,), config.seed)
+            images, val_images = images[train_index], images[val_index]
+            labels, val_labels = labels[train_index], labels[val_index]
+        self.images, self.labels = images, labels
+        self.val_images, self.val_labels = val_images, val_labels
+        self.class_names = class_names
+        self.num_classes = int(labels.max()) + 1 if class_names is None else len(class_names)
+        self.num_train = len(labels)
+        self.image_shape = tuple(images.shape[1:])
+        self.has_validation = val_images is not None and len(val_images) > 0
+
+    def train_dataset(self, batch_size, seed, augmentation):
+        return _make_dataset(self.images, self.labels, batch_size, True, seed, augmentation)
+
+    def val_dataset(self, batch_size):
+        return _make_dataset(self.val_images, self.val_labels, batch_size, False, 0, None)
+
+    def val_accuracy(self, model) -> float:
+        return _accuracy(model, self.val_images, self.val_labels)
+
+
+class _StreamSource:
+    """Training data streamed from disk batch by batch (`cnnviz.ImageStream`)."""
+
+    streamed = True
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.class_names = stream.class_names
+        self.num_classes = stream.num_classes
+        self.num_train = len(stream.train)
+        self.image_shape = stream.image_shape
+        self.has_validation = len(stream.validation) > 0
+        if self.num_train == 0:
+            raise ConfigError(f"{stream.name}: no training images.")
+
+    def _floats(self, dataset, augmentation=None):
+        import tensorflow as tf
+
+        dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+        if augmentation is not None:
+            dataset = dataset.map(
+                lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+            )
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def train_dataset(self, batch_size, seed, augmentation):
+        return self._floats(self.stream.dataset("train", batch_size, shuffle=True, seed=seed), augmentation)
+
+    def val_dataset(self, batch_size):
+        return self._floats(self.stream.dataset("validation", batch_size))
+
+    def val_accuracy(self, model) -> float:
+        correct = total = 0
+        for images, labels in self.val_dataset(256):
+            predicted = np.asarray(model(images, training=False)).argmax(axis=1)
+            correct += int(np.sum(predicted == labels.numpy()))
+            total += len(predicted)
+        return correct / max(total, 1)
+
+
+def _as_source(data, config: TrainConfig):
+    """Accepts a Dataset, an ImageStream, or `(images, labels[, val_images, val_labels])`."""
+    from cnnviz.data import Dataset
+    from cnnviz.streaming import ImageStream
+
+    if isinstance(data, ImageStream):
+        return _StreamSource(data)
     if isinstance(data, Dataset):
         validation = data.validation if len(data.validation) else None
-        return (
+        return _ArraySource(
             data.train.images,
             data.train.labels,
             None if validation is None else validation.images,
             None if validation is None else validation.labels,
             data.class_names,
+            config,
         )
     if isinstance(data, (tuple, list)) and len(data) in (2, 4):
         images = np.asarray(data[0])
         labels = np.asarray(data[1]).reshape(-1)
         val_images = np.asarray(data[2]) if len(data) == 4 else None
         val_labels = np.asarray(data[3]).reshape(-1) if len(data) == 4 else None
-        return images, labels, val_images, val_labels, None
-    raise ConfigError("data must be a cnnviz Dataset or a tuple (images, labels).")
+        return _ArraySource(images, labels, val_images, val_labels, None, config)
+    raise ConfigError("data must be a cnnviz Dataset, an ImageStream or a tuple (images, labels).")
 
 
 def _rebuild_float32(model):
@@ -482,6 +565,8 @@ def train(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     stop_event: threading.Event | None = None,
     checkpoint_path: str | Path | None = None,
+    log_dir: str | Path | None = None,
+    strategy=None,
     verbose: int = 0,
 ) -> TrainResult:
     """Trains a model on a dataset.
@@ -490,8 +575,9 @@ def train(
         model: a `keras.Model` (trained in place, or a float32 copy after
             bfloat16 training), a `ModelConfig`, or a preset name (built for the
             data's shape and classes).
-        data: a `cnnviz.Dataset`, or `(images, labels)` arrays with uint8 or
-            0..255 float images `(N, H, W, C)`.
+        data: a `cnnviz.Dataset`, a `cnnviz.ImageStream` (a folder streamed
+            from disk batch by batch), or `(images, labels)` arrays with uint8
+            or 0..255 float images `(N, H, W, C)`.
         config: a `TrainConfig`; defaults to `TrainConfig()`.
         callbacks: extra standard Keras callbacks.
         on_event: optional callable receiving dicts with `event` in
@@ -500,6 +586,15 @@ def train(
         stop_event: optional `threading.Event`; setting it stops training
             within one batch, keeping the results so far.
         checkpoint_path: optional `.keras` path saved atomically after each epoch.
+        log_dir: optional folder for TensorBoard logs (`tensorboard --logdir`):
+            loss and accuracy per epoch, train and validation.
+        strategy: optional `tf.distribute` strategy, e.g.
+            `tf.distribute.MirroredStrategy()` (all GPUs of this machine) or
+            `tf.distribute.MultiWorkerMirroredStrategy()` (several machines, from
+            `TF_CONFIG`); see `cnnviz.distribute.make_strategy`. The model is
+            built (or copied) in its scope; `config.batch_size` is the global
+            batch, split across replicas. Only the chief worker writes
+            checkpoints and logs.
         verbose: Keras `fit` verbosity. Defaults to `0`.
 
     Returns:
@@ -508,39 +603,37 @@ def train(
     Raises:
         ConfigError: bad config or data.
     """
+    import contextlib
+
     import keras
 
-    from cnnviz.data import _stratified_split
+    from cnnviz.distribute import distributed_fit, is_chief, is_multi_worker
     from cnnviz.models import ModelConfig, build_model, preset_config
     from cnnviz.saving import save_model, set_metadata
 
     config = config or TrainConfig()
-    images, labels, val_images, val_labels, class_names = _as_arrays(data)
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4 or len(images) != len(labels) or len(images) == 0:
+    source = _as_source(data, config)
+    class_names, num_classes = source.class_names, source.num_classes
+    if strategy is not None and is_multi_worker(strategy) and config.time_budget:
         raise ConfigError(
-            f"expected images (N, H, W, C) and N labels, got {images.shape} and {labels.shape}."
+            "a time budget runs out at different moments on different workers; "
+            "give multi-worker training a number of epochs instead."
         )
-    num_classes = int(labels.max()) + 1 if class_names is None else len(class_names)
-    if labels.min() < 0:
-        raise ConfigError("labels must be class indices 0, 1, 2, ...")
-    if val_images is None and config.validation_split > 0 and len(labels) >= 10:
-        train_index, val_index = _stratified_split(labels, (config.validation_split,), config.seed)
-        images, val_images = images[train_index], images[val_index]
-        labels, val_labels = labels[train_index], labels[val_index]
-    has_validation = val_images is not None and len(val_images) > 0
+
+    def scope():
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
     precision = resolve_precision(config.precision)
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.mixed_precision.global_policy()
     if isinstance(model, (str, ModelConfig)):
         if isinstance(model, str):
-            model = preset_config(model, images.shape[1:], max(num_classes, 2))
+            model = preset_config(model, source.image_shape, max(num_classes, 2))
         try:
             if precision == "bfloat16":
                 keras.mixed_precision.set_global_policy("mixed_bfloat16")
-            model = build_model(model)
+            with scope():
+                model = build_model(model)
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
     elif not isinstance(model, keras.Model):
@@ -548,11 +641,20 @@ def train(
     else:
         # A model built elsewhere trains in the dtype it was built with.
         precision = "bfloat16" if "bfloat16" in str(model.dtype_policy.compute_dtype) else "float32"
+        if strategy is not None:
+            # Its variables must live in the strategy's scope: train a copy made there.
+            from cnnviz.saving import get_metadata
+
+            original = model
+            with scope():
+                model = keras.models.clone_model(original)
+                model.set_weights(original.get_weights())
+            set_metadata(model, **get_metadata(original))
 
     model_shape = tuple(model.input_shape[1:])
-    if tuple(images.shape[1:]) != model_shape:
+    if tuple(source.image_shape) != model_shape:
         raise ConfigError(
-            f"the model expects images of shape {model_shape}, the data has {images.shape[1:]}."
+            f"the model expects images of shape {model_shape}, the data has {tuple(source.image_shape)}."
         )
     if int(model.output_shape[-1]) < num_classes:
         raise ConfigError(
@@ -561,58 +663,62 @@ def train(
     if class_names is not None:
         set_metadata(model, class_names=list(class_names))
 
-    batch_size = min(config.batch_size, len(labels))
-    steps_per_epoch = math.ceil(len(labels) / batch_size)
+    batch_size = min(config.batch_size, source.num_train)
+    steps_per_epoch = math.ceil(source.num_train / batch_size)
     epochs = config.epochs
-    train_data = _make_dataset(
-        images, labels, batch_size, True, config.seed, make_augmentation(config, config.seed)
-    )
-    val_data = (
-        _make_dataset(val_images, val_labels, max(batch_size, 256), False, config.seed, None)
-        if has_validation
-        else None
-    )
-    model.compile(
-        optimizer=_make_optimizer(config),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-        jit_compile=False,
-    )
+    has_validation = source.has_validation
+    train_data = source.train_dataset(batch_size, config.seed, make_augmentation(config, config.seed))
+    val_data = source.val_dataset(max(batch_size, 256)) if has_validation else None
+    with scope():
+        model.compile(
+            optimizer=_make_optimizer(config),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=["accuracy"],
+            jit_compile=False,
+        )
 
+    chief = strategy is None or is_chief(strategy)
     checkpoint = None
-    if checkpoint_path is not None:
+    if checkpoint_path is not None and chief:
         checkpoint_path = Path(checkpoint_path)
 
         def checkpoint(current_model):
             save_model(current_model, checkpoint_path)
 
+    extra = list(callbacks)
+    if log_dir is not None and chief:
+        extra.append(keras.callbacks.TensorBoard(str(log_dir), write_graph=False, update_freq="epoch"))
     trainer = _Trainer(config, steps_per_epoch, batch_size, has_validation, on_event, stop_event, checkpoint)
     control = _event_callback_class()(trainer)
+    fit_context = distributed_fit(model) if strategy is not None else contextlib.nullcontext()
     start = time.perf_counter()
-    model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=epochs,
-        callbacks=[control, *callbacks],
-        shuffle=False,  # the tf.data pipeline shuffles
-        verbose=verbose,
-    )
+    with fit_context, warnings.catch_warnings():
+        # A stream's length is unknown until its first epoch ends; Keras warns then.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=epochs,
+            callbacks=[control, *extra],
+            shuffle=False,  # the tf.data pipeline shuffles
+            verbose=verbose,
+        )
     train_seconds = time.perf_counter() - start
     full_epochs, partial_steps = divmod(trainer.steps_done, steps_per_epoch)
-    samples_seen = full_epochs * len(labels) + min(partial_steps * batch_size, len(labels))
+    samples_seen = full_epochs * source.num_train + min(partial_steps * batch_size, source.num_train)
 
     # Keep the best weights: the final ones if the run ended between epochs
     # (they are the best-annealed), else compare with the best epoch.
     val_accuracy = None
     if trainer.stop_reason != "nan" and has_validation:
-        final_accuracy = _accuracy(model, val_images, val_labels)
+        final_accuracy = source.val_accuracy(model)
         if trainer.best_weights is not None and trainer.best_score > final_accuracy:
             model.set_weights(trainer.best_weights)
             val_accuracy = trainer.best_score
         else:
             val_accuracy = final_accuracy
     elif has_validation:
-        val_accuracy = _accuracy(model, val_images, val_labels)
+        val_accuracy = source.val_accuracy(model)
 
     if precision == "bfloat16":
         model = _rebuild_float32(model)

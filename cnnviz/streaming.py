@@ -1,0 +1,287 @@
+"""Batch-wise data: image folders too large for memory, streamed from disk by tf.data.
+
+`load_dataset` reads every image into one array, which is simplest and fastest
+while the data fits in memory. `stream_image_folder` only lists the files; the
+images are read, decoded and resized batch by batch while training runs, in
+parallel with it, so memory stays flat however many images there are:
+
+    files --shuffle--> read + decode + resize (parallel) --[cache]--> batch --> augment --> prefetch
+
+`cnnviz.train` accepts the resulting `ImageStream` wherever it accepts a
+`Dataset`.
+
+Example:
+
+>>> stream = cnnviz.stream_image_folder("photos/", image_size=(96, 96))
+>>> stream.summary()
+'photos: 2 classes, 96x96x3, 45000 train / 5000 validation / 0 test (streamed from disk)'
+>>> result = cnnviz.train("fast", stream, cnnviz.TrainConfig(epochs=3))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cnnviz import limits
+from cnnviz.data import LoadReport, _check_fraction, _is_hidden, _is_junk, _normalize_size, _stratified_split
+from cnnviz.errors import DatasetError
+
+#: Formats tf.data decodes natively (GIFs: their first frame).
+STREAM_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+# Decoded images held for shuffling when the decoded data is cached (bounded in bytes).
+_SHUFFLE_BUFFER_BYTES = 64 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class StreamSplit:
+    """File paths and labels of one split; nothing is decoded until iterated."""
+
+    files: list[str]
+    labels: NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclasses.dataclass
+class ImageStream:
+    """A folder of class subfolders read from disk batch by batch.
+
+    Attributes:
+        name: str, the folder's name.
+        class_names: tuple of str, index `i` names label `i`.
+        image_shape: `(height, width, channels)` every image is decoded to.
+        train, validation, test: `StreamSplit`s.
+        report: a `LoadReport` (files listed per class, files skipped).
+        cache_dir: folder for tf.data's on-disk cache of decoded images, or
+            `None` to decode every epoch. With a cache, the first epoch
+            decodes and writes; later epochs read raw pixels back.
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    train: StreamSplit
+    validation: StreamSplit
+    test: StreamSplit
+    report: LoadReport
+    cache_dir: Path | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def summary(self) -> str:
+        height, width, channels = self.image_shape
+        return (
+            f"{self.name}: {self.num_classes} classes, {height}x{width}x{channels}, "
+            f"{len(self.train)} train / {len(self.validation)} validation / {len(self.test)} test "
+            "(streamed from disk)"
+        )
+
+    def dataset(self, split: str = "train", batch_size: int = 32, shuffle: bool = False, seed: int = 0):
+        """A `tf.data.Dataset` of `(uint8 images (B, H, W, C), int64 labels (B,))`.
+
+        Unreadable files are skipped with a logged warning, never a crash.
+
+        Args:
+            split: `"train"`, `"validation"` or `"test"`.
+            batch_size: int.
+            shuffle: reshuffle every epoch. Defaults to `False`.
+            seed: int, shuffle seed.
+        """
+        import tensorflow as tf
+
+        part = self._split(split)
+        height, width, channels = self.image_shape
+
+        def decode(path, label):
+            image = tf.io.decode_image(
+                tf.io.read_file(path), channels=channels, expand_animations=False, dtype=tf.uint8
+            )
+            image = tf.image.resize(image, (height, width), antialias=True)
+            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+            image.set_shape((height, width, channels))
+            return image, label
+
+        dataset = tf.data.Dataset.from_tensor_slices((part.files, part.labels.astype(np.int64)))
+        if self.cache_dir is None:
+            if shuffle:  # shuffling names is cheap: the whole split, every epoch
+                dataset = dataset.shuffle(len(part), seed=seed, reshuffle_each_iteration=True)
+            dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+            dataset = dataset.ignore_errors(log_warning=True)
+        else:
+            dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
+            dataset = dataset.cache(str(self._cache_file(split)))
+            if shuffle:  # a bounded buffer of decoded images, so memory stays flat
+                buffer = max(256, min(len(part), _SHUFFLE_BUFFER_BYTES // (height * width * channels)))
+                dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def arrays(self, split: str = "validation", limit: int | None = None) -> tuple[NDArray, NDArray]:
+        """Decodes (the first `limit` images of) a split into memory: `(images, labels)`."""
+        part = self._split(split)
+        count = len(part) if limit is None else min(limit, len(part))
+        subset = dataclasses.replace(self, cache_dir=None)
+        subset.validation = StreamSplit(part.files[:count], part.labels[:count])
+        images, labels = [], []
+        for batch_images, batch_labels in subset.dataset("validation", batch_size=256):
+            images.append(batch_images.numpy())
+            labels.append(batch_labels.numpy())
+        if not images:
+            return np.zeros((0, *self.image_shape), np.uint8), np.zeros(0, np.int64)
+        return np.concatenate(images), np.concatenate(labels)
+
+    def _split(self, split: str) -> StreamSplit:
+        if split not in ("train", "validation", "test"):
+            raise DatasetError(f"split must be train, validation or test, got {split!r}.")
+        return getattr(self, split)
+
+    def _cache_file(self, split: str) -> Path:
+        # Keyed by the exact files and shape: a changed folder never reads a stale cache.
+        part = self._split(split)
+        digest = hashlib.sha1(repr((self.image_shape, part.files)).encode()).hexdigest()[:16]
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        return self.cache_dir / f"{self.name}-{split}-{digest}"
+
+
+def _list_class_files(root: Path, report: LoadReport) -> tuple[tuple[str, ...], list[str], list[int]]:
+    """Lists class folders and their images without reading any image."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder; give a folder with one subfolder of images per class.")
+    max_files = limits.get_limit("CNNVIZ_MAX_STREAM_FILES")
+    top = sorted(
+        (entry for entry in os.scandir(root) if entry.is_dir(follow_symlinks=False)),
+        key=lambda entry: entry.name,
+    )
+    top = [entry for entry in top if not _is_junk((entry.name,)) and not _is_hidden((entry.name,))]
+    if len(top) == 1 and not any(
+        entry.is_file() and entry.name.lower().endswith(STREAM_SUFFIXES) for entry in os.scandir(top[0].path)
+    ):
+        return _list_class_files(Path(top[0].path), report)  # a single wrapping folder
+    class_names, files, labels = [], [], []
+    for entry in top:
+        count = 0
+        for directory, subdirs, names in os.walk(entry.path, followlinks=False):
+            subdirs.sort()
+            for file_name in sorted(names):
+                parts = Path(directory, file_name).relative_to(root).parts
+                if _is_junk(parts) or _is_hidden(parts):
+                    report.ignored += 1
+                elif not file_name.lower().endswith(STREAM_SUFFIXES):
+                    report.skipped.append(
+                        ("/".join(parts), "not PNG, JPEG, GIF or BMP (tf.data cannot stream it)")
+                    )
+                elif os.path.islink(os.path.join(directory, file_name)):
+                    report.skipped.append(("/".join(parts), "symbolic link, not followed"))
+                else:
+                    files.append(os.path.join(directory, file_name))
+                    labels.append(len(class_names))
+                    count += 1
+        if len(files) > max_files:
+            raise DatasetError(
+                f"{root.name}: more than {max_files:,} images (CNNVIZ_MAX_STREAM_FILES); raise the limit."
+            )
+        if count:
+            class_names.append(entry.name)
+            report.per_class[entry.name] = count
+    if len(class_names) < 2:
+        raise DatasetError(
+            f"{root.name}: found {len(class_names)} class folder(s) with images; put each class's images "
+            "(PNG, JPEG, GIF or BMP) in its own subfolder, at least two classes."
+        )
+    if len(class_names) > limits.max_classes():
+        raise DatasetError(
+            f"{root.name}: {len(class_names)} classes is over the limit of {limits.max_classes()}."
+        )
+    report.loaded = len(files)
+    return tuple(class_names), files, labels
+
+
+def _peek_shape(files: list[str], count: int = 16) -> tuple[int, int, bool]:
+    """Height, width and grayness of the first readable images (headers and a few pixels)."""
+    from PIL import Image
+
+    sizes, gray = Counter(), True
+    for path in files[:count]:
+        try:
+            with Image.open(path) as image:
+                sizes[image.size] += 1
+                if image.mode not in ("L", "LA", "I", "I;16", "1"):
+                    gray = False
+        except OSError:
+            continue
+    if not sizes:
+        raise DatasetError(f"none of the first {count} images could be read; check the folder.")
+    (width, height), _ = sizes.most_common(1)[0]
+    return height, width, gray
+
+
+def stream_image_folder(
+    root: str | os.PathLike,
+    image_size: int | tuple[int, int] | None = None,
+    channels: int | None = None,
+    validation_split: float = 0.1,
+    test_split: float = 0.0,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+) -> ImageStream:
+    """Lists a folder of class subfolders for streaming; reads no image data.
+
+    Args:
+        root: folder with one subfolder of images per class (a single
+            wrapping folder is looked through). PNG, JPEG, GIF and BMP files
+            are used; others are listed in `report.skipped`.
+        image_size: `(height, width)` or one side; `None` = the most common
+            size among the first images.
+        channels: 1 or 3; `None` = 1 if the first images are grayscale.
+        validation_split: float, fraction held out for validation (stratified).
+        test_split: float, fraction held out for testing.
+        seed: int, split seed.
+        cache_dir: folder for an on-disk cache of decoded images (faster
+            epochs after the first, memory still flat), or `None`.
+
+    Returns:
+        An `ImageStream`.
+
+    Raises:
+        DatasetError: not a folder, fewer than two classes, or over a limit.
+    """
+    root = Path(root)
+    report = LoadReport()
+    class_names, files, labels = _list_class_files(root, report)
+    size = _normalize_size(image_size)
+    height, width, gray = _peek_shape(files)
+    if size is not None:
+        height, width = size
+    if channels is None:
+        channels = 1 if gray else 3
+    if channels not in (1, 3):
+        raise DatasetError(f"channels must be 1 or 3, got {channels!r}.")
+    labels_array = np.asarray(labels, dtype=np.int64)
+    fractions = (
+        _check_fraction("validation_split", validation_split),
+        _check_fraction("test_split", test_split),
+    )
+    train_index, validation_index, test_index = _stratified_split(labels_array, fractions, seed)
+
+    def split(index) -> StreamSplit:
+        return StreamSplit([files[i] for i in index], labels_array[index])
+
+    return ImageStream(
+        root.name,
+        class_names,
+        (int(height), int(width), int(channels)),
+        split(train_index),
+        split(validation_index),
+        split(test_index),
+        report,
+        None if cache_dir is None else Path(cache_dir),
+    )
