@@ -27,6 +27,7 @@ navigation = st.navigation(
             st.Page("pages/weights.py", title="Weights", icon=":material/tune:"),
             st.Page("pages/results.py", title="Results", icon=":material/insights:"),
         ],
+        "Improve": [st.Page("pages/improve.py", title="Compare variants", icon=":material/trending_up:")],
     }
 )
 navigation.run()

@@ -66,6 +66,9 @@ _EXPORTS = {
     "kernel_figure": "cnnviz.plotting",
     "prediction_grid_figure": "cnnviz.plotting",
     "save_png": "cnnviz.plotting",
+    "comparison_figure": "cnnviz.plotting",
+    "compare": "cnnviz.comparison",
+    "VARIANTS": "cnnviz.comparison",
     "CnnvizError": "cnnviz.errors",
     "ImageError": "cnnviz.errors",
     "DatasetError": "cnnviz.errors",
@@ -91,6 +94,7 @@ def __dir__():
 
 if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
     from cnnviz.activations import class_images, feature_maps, filter_images
+    from cnnviz.comparison import VARIANTS, compare
     from cnnviz.data import Dataset, LoadReport, Split, load_dataset
     from cnnviz.distribute import make_strategy
     from cnnviz.errors import CnnvizError, ConfigError, DatasetError, ImageError, ModelFileError
@@ -99,6 +103,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
     from cnnviz.images import load_image
     from cnnviz.models import PRESETS, ModelConfig, build_model, count_flops, describe_model, preset_config
     from cnnviz.plotting import (
+        comparison_figure,
         confusion_matrix_figure,
         feature_map_figure,
         heatmap_figure,

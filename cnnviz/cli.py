@@ -174,7 +174,53 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--colormap", default="Jet", help="plotly colorscale name (default Jet)")
     explain.add_argument("--out", required=True, metavar="DIR", help="folder for the overlay PNGs")
     explain.add_argument("--json", action="store_true")
+
+    from cnnviz.comparison import DEFAULT_VARIANTS, VARIANTS
+
+    compare = commands.add_parser(
+        "compare",
+        help="train variants (augmentation, optimizers, deeper, batch norm, transfer...) within one time "
+        "budget each and rank them",
+    )
+    compare.add_argument("--data", required=True, help="a built-in name, a folder or a .zip")
+    compare.add_argument(
+        "--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="the baseline design"
+    )
+    compare.add_argument(
+        "--variants",
+        type=_variant_list,
+        default=list(DEFAULT_VARIANTS),
+        help=f"comma-separated, from: {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)})",
+    )
+    compare.add_argument(
+        "--time-budget",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="per variant (default 30)",
+    )
+    compare.add_argument("--batch-size", type=_positive_int, default=32)
+    compare.add_argument("--image-size", type=_positive_int, default=None, help="resize images to N x N")
+    compare.add_argument("--num-samples", type=_positive_int, default=None)
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--log-dir", default=None, help="TensorBoard logs, one run per variant")
+    compare.add_argument(
+        "--figure", default=None, metavar="PNG", help="save the accuracy-vs-time figure here"
+    )
+    compare.add_argument("--json", action="store_true")
     return parser
+
+
+def _variant_list(text: str) -> list[str]:
+    from cnnviz.comparison import VARIANTS
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown variant(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}"
+        )
+    return names
 
 
 def _fraction(text: str) -> float:
@@ -505,6 +551,61 @@ def _command_explain(args) -> int:
     return EXIT_BAD_INPUT if errors else 0
 
 
+def _command_compare(args) -> int:
+    import cnnviz
+    from cnnviz.models import preset_config
+    from cnnviz.training import TrainConfig
+
+    if args.figure is not None and not args.figure.endswith(".png"):
+        raise _UsageError(f"--figure {args.figure}: give a file name ending in .png")
+    data = _load_data(args.data, image_size=args.image_size, seed=args.seed, num_samples=args.num_samples)
+    model_config = preset_config(args.preset, data.image_shape, data.num_classes)
+    train_config = TrainConfig(batch_size=args.batch_size, epochs=1000, seed=args.seed)
+
+    def on_event(event: dict[str, Any]):
+        if event["event"] == "variant_begin":
+            print(
+                f"cnnviz: [{event['index'] + 1}/{event['total']}] {event['variant']} "
+                f"({args.time_budget:g} s)...",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    results = cnnviz.compare(
+        data,
+        args.variants,
+        model_config,
+        train_config,
+        time_budget=args.time_budget,
+        log_dir=args.log_dir,
+        on_event=on_event,
+    )
+    if args.figure is not None:
+        from cnnviz.plotting import comparison_figure, save_png
+
+        save_png(comparison_figure(results), args.figure)
+    failed = [result for result in results if result.error is not None]
+    for result in failed:
+        print(f"cnnviz: {result.name}: {result.error}", file=sys.stderr)
+    if args.json:
+        _print_json({"data": data.summary(), "results": [result.to_row() for result in results]})
+    else:
+        ranked = sorted(results, key=lambda result: -(result.accuracy or -1))
+        measured_on = ranked[0].measured_on if ranked else "test"
+        print(
+            f"{'variant':<14}{measured_on + ' acc':>10}{'seconds':>9}{'epochs':>8}{'parameters':>12}  what changed"
+        )
+        for result in ranked:
+            accuracy = "failed" if result.accuracy is None else f"{result.accuracy:.4f}"
+            print(
+                f"{result.name:<14}{accuracy:>10}{result.train_seconds:>9.1f}{result.epochs:>8}"
+                f"{result.parameters:>12,}  {result.description}"
+            )
+        if args.log_dir:
+            print(f"TensorBoard: tensorboard --logdir {args.log_dir}")
+    return EXIT_BAD_INPUT if len(failed) == len(results) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -517,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": _command_evaluate,
             "predict": _command_predict,
             "explain": _command_explain,
+            "compare": _command_compare,
         }
         return handler[args.command](args)
     except _UsageError as error:

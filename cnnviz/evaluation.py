@@ -137,7 +137,8 @@ def evaluate(
 
     Args:
         model: a Keras classifier.
-        data: a `cnnviz.Dataset` (its `split` is used) or `(images, labels)`.
+        data: a `cnnviz.Dataset` (its `split` is used), a `cnnviz.ImageStream`
+            (its `split` is decoded into memory) or `(images, labels)`.
         split: `"test"`, `"validation"` or `"train"`. Defaults to `"test"`.
         class_names: optional names; defaults to the dataset's or the model's.
 
@@ -148,8 +149,12 @@ def evaluate(
 
     from cnnviz.data import Dataset
     from cnnviz.saving import class_names_of
+    from cnnviz.streaming import ImageStream
 
-    if isinstance(data, Dataset):
+    if isinstance(data, ImageStream):
+        images, labels = data.arrays(split)
+        class_names = class_names or data.class_names
+    elif isinstance(data, Dataset):
         part = getattr(data, split, None)
         if part is None:
             raise ConfigError(f"split must be train, validation or test, got {split!r}.")

@@ -507,6 +507,67 @@ def training_curves_figure(epochs: list[dict]):
     return figure
 
 
+def comparison_figure(results: list[Any]):
+    """Accuracy against training time, one labelled point per variant, beside
+    each variant's validation accuracy per epoch.
+
+    Args:
+        results: `cnnviz.compare` `VariantResult`s (failed ones are left out).
+    """
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    ran = [result for result in results if result.error is None and result.accuracy is not None]
+    measured_on = ran[0].measured_on if ran else "validation"
+    figure = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=[f"{measured_on} accuracy vs training time", "validation accuracy per epoch"],
+        horizontal_spacing=0.1,
+    )
+    for index, result in enumerate(ran):
+        color = qualitative.Plotly[index % len(qualitative.Plotly)]
+        figure.add_trace(
+            go.Scatter(
+                x=[result.train_seconds],
+                y=[result.accuracy],
+                mode="markers+text",
+                text=[result.name],
+                textposition="top center",
+                marker={"size": 14, "color": color},
+                name=result.name,
+                legendgroup=result.name,
+                hovertemplate=(
+                    f"<b>{result.name}</b>: {result.description}<br>%{{y:.1%}} in %{{x:.0f}} s, "
+                    f"{result.epochs} epochs, {result.parameters:,} parameters<extra></extra>"
+                ),
+            ),
+            row=1,
+            col=1,
+        )
+        curve = result.history.get("val_accuracy") or result.history.get("accuracy") or []
+        figure.add_trace(
+            go.Scatter(
+                x=list(range(1, len(curve) + 1)),
+                y=curve,
+                mode="lines+markers",
+                name=result.name,
+                legendgroup=result.name,
+                showlegend=False,
+                line={"color": color},
+            ),
+            row=1,
+            col=2,
+        )
+    figure.update_xaxes(title_text="training seconds", rangemode="tozero", row=1, col=1)
+    figure.update_xaxes(title_text="epoch", row=1, col=2)
+    figure.update_yaxes(tickformat=".0%", row=1, col=1)
+    figure.update_yaxes(tickformat=".0%", row=1, col=2)
+    figure.update_layout(margin=_MARGIN, height=380, legend_orientation="h", legend_y=-0.2)
+    return figure
+
+
 def save_png(figure_or_image: Any, path: str | os.PathLike, scale: float = 2.0) -> Path:
     """Writes a figure or an RGB / gray image array to a PNG file.
 

@@ -102,12 +102,17 @@ class ImageStream:
         part = self._split(split)
         height, width, channels = self.image_shape
 
+        def resize(image):
+            image = tf.image.resize(image, (height, width), antialias=True)
+            return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
         def decode(path, label):
             image = tf.io.decode_image(
                 tf.io.read_file(path), channels=channels, expand_animations=False, dtype=tf.uint8
             )
-            image = tf.image.resize(image, (height, width), antialias=True)
-            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+            # Most folders hold one size: then resizing is skipped (it would halve the decode rate).
+            same = tf.reduce_all(tf.shape(image)[:2] == (height, width))
+            image = tf.cond(same, lambda: image, lambda: resize(image))
             image.set_shape((height, width, channels))
             return image, label
 

@@ -16,7 +16,7 @@ from ui.models import (
     ensure_shell,
 )
 from ui.state import valid_choice
-from ui.training import HISTORY_KEY, JOB_KEY, TrainingJob, model_bytes
+from ui.training import HISTORY_KEY, JOB_KEY, TrainingJob, discard, model_bytes, zip_folder
 
 PRESETS = {
     "fast": "fast: tuned for a CPU (batch norm, global pooling)",
@@ -149,6 +149,7 @@ if submitted and not running:
         st.error(f"{error} Change the settings and try again.")
         st.stop()
     run_id = len(st.session_state.get(HISTORY_KEY, [])) + 1
+    discard(st.session_state.get(JOB_KEY))  # the previous run's logs; its model stays in the history
     job = TrainingJob(source, model_config, train_config, run_id)
     job.start(data)
     st.session_state[JOB_KEY] = job
@@ -204,10 +205,20 @@ if history:
     if job is not None and job.result is not None:
         if "bytes" not in job.__dict__:
             job.bytes = model_bytes(job.result.model, cnnviz.class_names_of(job.result.model))
-        st.download_button(
+        stem = f"cnnviz-{job.data_source.replace('upload:', '').rsplit('.', 1)[0]}-run{job.run_id}"
+        left, right = st.columns(2)
+        left.download_button(
             f"Download run {job.run_id}'s model (.keras)",
             job.bytes,
-            file_name=f"cnnviz-{job.data_source.replace('upload:', '').rsplit('.', 1)[0]}-run{job.run_id}.keras",
+            file_name=f"{stem}.keras",
             mime="application/octet-stream",
             key="train.download",
+        )
+        right.download_button(
+            f"Download run {job.run_id}'s TensorBoard logs (.zip)",
+            zip_folder(job.log_dir),
+            file_name=f"{stem}-logs.zip",
+            mime="application/zip",
+            key="train.logs",
+            help="Unzip, then run `tensorboard --logdir <folder>`.",
         )

@@ -118,12 +118,12 @@ def test_selected_cells_maps_plotly_points_to_matrix_cells():
     assert selected_cells([], names) == []
 
 
-def _wait_for_training(app: AppTest, seconds: float = 120) -> AppTest:
+def _wait_for_training(app: AppTest, seconds: float = 120, key: str = "train.job") -> AppTest:
     import time
 
     deadline = time.time() + seconds
     while time.time() < deadline:
-        job = app.session_state["train.job"]
+        job = app.session_state[key]
         if not job.running:
             return app.run()
         time.sleep(0.5)
@@ -157,6 +157,17 @@ def test_train_page_trains_one_epoch_and_offers_the_model():
     app.switch_page("pages/results.py").run()
     assert not app.exception
     assert app.metric[1].value == f"{len(app.session_state['train.data'].test):,}"
+    # The run's TensorBoard logs are offered as a zip of event files.
+    app.switch_page("pages/train.py").run()
+    import io
+    import zipfile
+
+    logs = app.session_state["train.job"].log_dir
+    from ui.training import zip_folder
+
+    names = zipfile.ZipFile(io.BytesIO(zip_folder(logs))).namelist()
+    assert any(name.startswith("train/events.out.tfevents") for name in names)
+    assert any(name.startswith("validation/events.out.tfevents") for name in names)
 
 
 def test_stop_ends_training_early_and_keeps_the_model():
@@ -242,3 +253,22 @@ def test_build_page_offers_transfer_learning_without_downloading(keras_home):
         20,
         "imagenet",
     )
+
+
+def test_improve_page_compares_variants_and_reports_the_one_that_cannot_run(keras_home):
+    app = _open("improve", data__source="digits")
+    assert any("press **Compare**" in info.value for info in app.info)
+    app.multiselect(key="improve.variants").set_value(["baseline", "batch_norm", "transfer"])
+    app.slider(key="improve.budget").set_value(5)
+    app.button(key="FormSubmitter:improve.form-Compare").click().run()
+    assert not app.exception
+    app = _wait_for_training(app, seconds=150, key="improve.job")
+    assert not app.exception
+    results = app.session_state["improve.job"].results
+    assert [result.name for result in results] == ["baseline", "batch_norm", "transfer"]
+    assert all(result.accuracy > 0.3 for result in results[:2])  # 10 classes: well above chance
+    assert results[0].parameters != results[1].parameters  # batch norm really switched
+    assert "not in the Keras cache" in results[2].error  # offline: said, not crashed
+    assert any("**transfer** did not run" in warning.value for warning in app.warning)
+    assert any(message.value.startswith("Best:") for message in app.success)
+    assert len(app.get("plotly_chart")) == 1

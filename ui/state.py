@@ -35,6 +35,9 @@ PERSISTENT_KEYS = (
     "build.head",
     "build.dense_units",
     "build.dense_dropout",
+    "build.fine_tune_layers",
+    "build.imagenet",
+    "build.backbone_size",
     "train.design",
     "train.optimizer",
     "train.epochs",
@@ -43,6 +46,9 @@ PERSISTENT_KEYS = (
     "train.batch_size",
     "train.augment",
     "train.early_stopping",
+    "improve.design",
+    "improve.variants",
+    "improve.budget",
 )
 
 

@@ -1,25 +1,53 @@
-"""A training run the Train page can start, watch and stop without blocking the app.
+"""Training runs the Train and Improve pages start, watch and stop without blocking the app.
 
-The run happens in a background thread (cnnviz.train with an event callback
-and a stop event); the page polls the job with an auto-refreshing fragment.
-Each job lives in its own session's state, so two people training at once
-never see each other's runs.
+A run happens in a background thread (cnnviz.train or cnnviz.compare with an
+event callback and a stop event); the page polls the job with an
+auto-refreshing fragment. Each job lives in its own session's state, so two
+people training at once never see each other's runs. Each job writes its
+TensorBoard logs to its own temporary folder, offered as a zip download and
+removed when the session starts another job of the same kind.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
+import shutil
 import tempfile
 import threading
 import time
 import uuid
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import cnnviz
 
 JOB_KEY = "train.job"
 HISTORY_KEY = "train.history"
+COMPARISON_KEY = "improve.job"
+
+
+def zip_folder(folder: str | os.PathLike) -> bytes:
+    """A folder's files as zip bytes (for a download button), paths relative to it."""
+    buffer = io.BytesIO()
+    root = Path(folder)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(root).as_posix())
+    return buffer.getvalue()
+
+
+def _new_log_dir() -> str:
+    return tempfile.mkdtemp(prefix="cnnviz-logs-")
+
+
+def discard(job) -> None:
+    """Removes a finished job's temporary logs."""
+    if job is not None and not job.running and getattr(job, "log_dir", None):
+        shutil.rmtree(job.log_dir, ignore_errors=True)
 
 
 @dataclasses.dataclass
@@ -37,6 +65,7 @@ class TrainingJob:
     initial_weights: list | None = None  # the weights training started from
     # Unique across sessions: caches shared by all sessions key the model by it.
     uid: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    log_dir: str = dataclasses.field(default_factory=_new_log_dir)  # TensorBoard logs of this run
 
     @property
     def running(self) -> bool:
@@ -67,6 +96,7 @@ class TrainingJob:
                 callbacks=[RememberInitialWeights()],
                 on_event=self.events.append,
                 stop_event=self.stop_event,
+                log_dir=self.log_dir,
             )
         except cnnviz.CnnvizError as error:
             self.error = str(error)
@@ -122,3 +152,74 @@ def model_bytes(model, class_names) -> bytes:
             return file.read()
     finally:
         os.unlink(path)
+
+
+@dataclasses.dataclass
+class ComparisonJob:
+    """`cnnviz.compare` in a background thread, for the Improve page."""
+
+    data_source: str
+    variants: list[str]
+    model_config: Any  # the baseline cnnviz.ModelConfig
+    time_budget: float
+    batch_size: int = 32
+    events: list = dataclasses.field(default_factory=list)
+    results: list = dataclasses.field(default_factory=list)  # cnnviz.compare VariantResults, as they finish
+    error: str | None = None
+    stop_event: threading.Event = dataclasses.field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    log_dir: str = dataclasses.field(default_factory=_new_log_dir)
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, data) -> None:
+        self.thread = threading.Thread(target=self._run, args=(data,), daemon=True, name="cnnviz-compare")
+        self.thread.start()
+
+    def _on_event(self, event: dict) -> None:
+        if event["event"] == "variant_end":
+            self.results.append(event["result"])
+        elif event["event"] != "batch_end" or not self.events or self.events[-1]["event"] != "batch_end":
+            self.events.append(event)
+        else:
+            self.events[-1] = event  # only the latest batch matters for the progress line
+
+    def _run(self, data) -> None:
+        try:
+            cnnviz.compare(
+                data,
+                self.variants,
+                self.model_config,
+                cnnviz.TrainConfig(epochs=1000, batch_size=self.batch_size),
+                time_budget=self.time_budget,
+                log_dir=self.log_dir,
+                on_event=self._on_event,
+                stop_event=self.stop_event,
+            )
+        except cnnviz.CnnvizError as error:
+            self.error = str(error)
+        except MemoryError:
+            self.error = "Out of memory: use fewer variants, smaller images or a smaller batch."
+        except Exception as error:  # a bug or an unexpected TensorFlow error: shown, never a dead app
+            self.error = f"Comparison failed: {type(error).__name__}: {error}"
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def progress(self) -> tuple[float, str]:
+        """A 0..1 fraction over all variants and a line of text for a progress bar."""
+        events = list(self.events)
+        begin = next((e for e in reversed(events) if e["event"] == "variant_begin"), None)
+        if begin is None:
+            return 0.0, "Preparing..."
+        done = len(self.results)
+        last = events[-1]
+        elapsed = last.get("elapsed", 0.0) if last.get("variant") == begin["variant"] else 0.0
+        within = min(elapsed / self.time_budget, 1.0) if self.time_budget else 0.0
+        fraction = (done + (within if done < begin["total"] else 0.0)) / begin["total"]
+        return min(fraction, 1.0), (
+            f"variant {begin['index'] + 1} of {begin['total']}: {begin['variant']} · {elapsed:.0f} s"
+            + (f" · epoch {last['epoch']}" if "epoch" in last else "")
+        )
