@@ -144,6 +144,19 @@ class ImageStream:
             return np.zeros((0, *self.image_shape), np.uint8), np.zeros(0, np.int64)
         return np.concatenate(images), np.concatenate(labels)
 
+    def sample(self, limit: int = 1000):
+        """An in-memory `cnnviz.Dataset` of the first `limit` images of each split
+        (the training split is in shuffled order, so it mixes the classes): for
+        galleries, previews and a quick evaluation."""
+        from cnnviz.data import Dataset, Split
+
+        splits = []
+        for split in ("train", "validation", "test"):
+            images, labels = self.arrays(split, limit)
+            files = self._split(split).files[: len(labels)]
+            splits.append(Split(images, labels, None, files))
+        return Dataset(f"{self.name} (sample)", self.class_names, *splits, report=self.report)
+
     def _split(self, split: str) -> StreamSplit:
         if split not in ("train", "validation", "test"):
             raise DatasetError(f"split must be train, validation or test, got {split!r}.")

@@ -6,7 +6,16 @@ import streamlit as st
 
 import cnnviz
 from cnnviz import plotting
-from ui.data import SOURCE_KEY, SOURCES, current_data, load_uploaded_zip
+from ui.data import (
+    FOLDER_KEY,
+    SAMPLE_LIMIT,
+    SOURCE_KEY,
+    available_sources,
+    current_data,
+    in_memory,
+    load_uploaded_zip,
+    open_folder,
+)
 from ui.models import ensure_shell
 from ui.state import valid_choice
 
@@ -17,8 +26,24 @@ st.write(
     "balanced, are the images what you expect? Augmentation shows the network slightly changed copies of each "
     "image (shifted, flipped, zoomed) so it learns what matters rather than where it sits."
 )
-valid_choice(SOURCE_KEY, SOURCES)
-source = st.selectbox("Data source", list(SOURCES), format_func=SOURCES.get, key=SOURCE_KEY)
+sources = available_sources()
+valid_choice(SOURCE_KEY, sources)
+source = st.selectbox("Data source", list(sources), format_func=sources.get, key=SOURCE_KEY)
+if source == "folder":
+    path = st.text_input(
+        "Folder with one subfolder of images per class",
+        key=FOLDER_KEY,
+        placeholder="/home/me/photos",
+        help="Only the file names are read now; training reads the images batch by batch from disk.",
+    )
+    if not path:
+        st.info("Type the path of a folder on this computer; until then the studio uses the shapes.")
+        st.stop()
+    try:
+        open_folder(path)
+    except cnnviz.CnnvizError as error:
+        st.error(f"{error} Check the path and try again.")
+        st.stop()
 if source == "upload":
     upload = st.file_uploader(
         "A .zip with one folder per class (e.g. cats/1.jpg, dogs/2.png)", type=["zip"], key="data.zip"
@@ -46,6 +71,12 @@ top[2].metric("Training images", f"{len(data.train):,}")
 top[3].metric("Validation / test", f"{len(data.validation):,} / {len(data.test):,}")
 if data.report is not None and (data.report.skipped or data.report.ignored):
     st.warning(data.report.summary() + ".")
+if isinstance(data, cnnviz.ImageStream):
+    st.caption(
+        f"Streamed from disk: training reads the images batch by batch and never holds them all in memory. "
+        f"The gallery and the balance below show the first {SAMPLE_LIMIT} training images."
+    )
+data = in_memory(data)
 
 gallery_tab, balance_tab, augment_tab = st.tabs(
     ["Samples per class", "Class balance", "Augmentation preview"]

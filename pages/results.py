@@ -5,6 +5,7 @@ import streamlit as st
 
 from cnnviz import plotting
 from ui import compute
+from ui.data import SAMPLE_LIMIT, in_memory
 from ui.models import require_model
 
 st.title("Results")
@@ -22,6 +23,9 @@ if data is None:
     )
     st.page_link("pages/train.py", label="Train a model on your data", icon=":material/model_training:")
     st.stop()
+if data is not None and data is not in_memory(data):
+    st.caption(f"Data streamed from disk: scored on the first {SAMPLE_LIMIT} test images.")
+    data = in_memory(data)
 if len(data.test) == 0:
     st.info("This data has no test images (too few images per class); add more images to see results.")
     st.stop()

@@ -205,7 +205,7 @@ if history:
     if job is not None and job.result is not None:
         if "bytes" not in job.__dict__:
             job.bytes = model_bytes(job.result.model, cnnviz.class_names_of(job.result.model))
-        stem = f"cnnviz-{job.data_source.replace('upload:', '').rsplit('.', 1)[0]}-run{job.run_id}"
+        stem = f"cnnviz-{job.data_source.split(':')[-1].rsplit('.', 1)[0]}-run{job.run_id}"
         left, right = st.columns(2)
         left.download_button(
             f"Download run {job.run_id}'s model (.keras)",

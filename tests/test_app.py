@@ -272,3 +272,30 @@ def test_improve_page_compares_variants_and_reports_the_one_that_cannot_run(kera
     assert any("**transfer** did not run" in warning.value for warning in app.warning)
     assert any(message.value.startswith("Best:") for message in app.success)
     assert len(app.get("plotly_chart")) == 1
+
+
+def test_a_local_folder_streams_from_disk_only_when_the_owner_allows_it(tmp_path, monkeypatch):
+    from .test_streaming import _bright_dark_folder
+
+    root = _bright_dark_folder(tmp_path / "pets", per_class=30)
+    monkeypatch.delenv("CNNVIZ_LOCAL_FOLDERS", raising=False)
+    app = _open("data")
+    assert "folder" not in app.selectbox(key="data.source").options  # a hosted demo never reads server paths
+    monkeypatch.setenv("CNNVIZ_LOCAL_FOLDERS", "1")
+    app = _open("data", data__source="folder", data__folder=str(root))
+    assert not app.exception and not app.error
+    assert app.metric[0].value == "2" and app.metric[2].value == "48"  # 60 images: 48 train, 6 + 6 held out
+    assert any("Streamed from disk" in caption.value for caption in app.caption)
+    app.switch_page("pages/train.py").run()
+    assert any("(streamed from disk)" in caption.value for caption in app.caption)
+    app.slider(key="train.epochs").set_value(2)
+    app.button(key="FormSubmitter:train.form-Train").click().run()
+    app = _wait_for_training(app)
+    assert not app.exception
+    history = app.session_state["train.history"]
+    assert history[0]["data"] == "folder:pets" and history[0]["validation accuracy"] >= 0.8
+    app.switch_page("pages/results.py").run()
+    app.selectbox(key="model.choice").set_value("Trained in this session").run()
+    assert not app.exception
+    assert app.metric[1].value == "6"
+    assert any("streamed from disk" in caption.value for caption in app.caption)

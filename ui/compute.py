@@ -89,6 +89,23 @@ def fresh_initialization(_model, model_key: str, _initial_weights=None):
     return before
 
 
+@st.cache_data(
+    max_entries=4,
+    show_spinner="Reading a sample of the folder...",
+    hash_funcs={
+        cnnviz.ImageStream: lambda stream: (
+            stream.name,
+            stream.image_shape,
+            tuple(stream.train.files[:50]),
+            len(stream.train),
+        )
+    },
+)
+def stream_sample(stream, limit: int):
+    """Decoded sample splits of a streamed folder (see `ImageStream.sample`)."""
+    return stream.sample(limit)
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def describe_design(config: cnnviz.ModelConfig):
     """Layer table, parameter count and FLOPs of a design (builds it once per config)."""

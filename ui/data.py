@@ -1,6 +1,10 @@
-"""Which data the studio trains on: a built-in source or an uploaded zip.
+"""Which data the studio trains on: a built-in source, an uploaded zip, or a
+folder on the server's disk streamed batch by batch.
 
-The Data page sets it; the Train page reads it with `current_data()`.
+The Data page sets it; the Train page reads it with `current_data()`. The
+folder source reads paths on the machine running the app, so it is offered
+only when that machine's owner starts the app with `CNNVIZ_LOCAL_FOLDERS=1`
+(never on a hosted demo by default).
 """
 
 from __future__ import annotations
@@ -21,9 +25,38 @@ SOURCES = {
     "fashion_mnist": "Fashion-MNIST: 70,000 clothing images (downloads 30 MB once)",
     "cifar10": "CIFAR-10: 60,000 32x32 photos (downloads 170 MB once)",
     "upload": "Your own images: a .zip with one folder per class",
+    "folder": "A folder on this computer, streamed from disk (for data larger than memory)",
 }
 SOURCE_KEY = "data.source"
 UPLOADED_KEY = "data.uploaded"
+FOLDER_KEY = "data.folder"
+STREAM_KEY = "data.stream"
+SAMPLE_LIMIT = 600  # images per split decoded for galleries and the Results page
+
+
+def local_folders_allowed() -> bool:
+    return os.environ.get("CNNVIZ_LOCAL_FOLDERS") == "1"
+
+
+def available_sources() -> dict[str, str]:
+    return {key: label for key, label in SOURCES.items() if key != "folder" or local_folders_allowed()}
+
+
+def open_folder(path: str):
+    """Lists a folder for streaming (no pixels read), kept per session and path."""
+    stored = st.session_state.get(STREAM_KEY)
+    if stored is not None and stored[0] == path:
+        return stored[1]
+    stream = cnnviz.stream_image_folder(path, validation_split=0.1, test_split=0.1)
+    st.session_state[STREAM_KEY] = (path, stream)
+    return stream
+
+
+def in_memory(data):
+    """`data` itself, or an in-memory sample of a streamed folder (for galleries and scoring)."""
+    if isinstance(data, cnnviz.ImageStream):
+        return compute.stream_sample(data, SAMPLE_LIMIT)
+    return data
 
 
 def load_uploaded_zip(data: bytes, name: str):
@@ -50,8 +83,14 @@ def current_data():
         cnnviz.CnnvizError: the source cannot be loaded (e.g. offline and not cached).
     """
     source = st.session_state.get(SOURCE_KEY, "shapes")
-    if source not in SOURCES:  # a stale or hand-edited link
+    if source not in available_sources():  # a stale or hand-edited link
         source = "shapes"
+    if source == "folder":
+        stored = st.session_state.get(STREAM_KEY)
+        if stored is None:
+            source = "shapes"
+        else:
+            return f"folder:{stored[1].name}", stored[1]
     if source == "upload":
         stored = st.session_state.get(UPLOADED_KEY)
         if stored is None:

@@ -6,6 +6,7 @@ CNNVIZ_REQUIRE_E2E=1 (set by .ci/run), where they fail. With
 CNNVIZ_UPDATE_SCREENSHOTS=1 they also write docs/screenshots/*.png.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -214,7 +215,31 @@ def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
     assert "stopped" in done.inner_text().lower()
     assert "Trained in this session" in done.inner_text()
     page.get_by_role("button", name="Download run 1's model (.keras)").wait_for(timeout=30_000)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download run 1's TensorBoard logs (.zip)").click()
+    import zipfile
+
+    names = zipfile.ZipFile(download.value.path()).namelist()
+    assert any(name.startswith("train/events.out.tfevents") for name in names)
     assert page.get_by_test_id("stException").count() == 0
+
+
+def test_improve_page_compares_variants_in_one_chart(server, page):
+    from urllib.parse import quote
+
+    variants = quote(json.dumps(["baseline", "batch_norm"]))
+    page.goto(f"{server}/improve?improve.budget=5&improve.variants={variants}")
+    page.locator("h1", has_text="Improve").wait_for()
+    page.get_by_role("button", name="Compare").click()
+    best = page.get_by_test_id("stAlertContentSuccess")
+    best.wait_for(timeout=120_000)
+    assert best.inner_text().startswith("Best:")
+    chart = page.locator(".js-plotly-plot").first
+    chart.wait_for()
+    assert "baseline" in chart.inner_text() and "batch_norm" in chart.inner_text()
+    page.get_by_role("button", name="Download the TensorBoard logs (.zip)").wait_for()
+    assert page.get_by_test_id("stException").count() == 0
+    _screenshot(page, "improve")
 
 
 def test_drawing_a_digit_gets_an_answer(server, page):
