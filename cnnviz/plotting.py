@@ -534,8 +534,10 @@ def comparison_figure(results: list[Any]):
                 y=[result.accuracy],
                 mode="markers+text",
                 text=[result.name],
-                textposition="top center",
+                # Variants with equal budgets share an x: alternate the labels so they never overlap.
+                textposition=("top center", "bottom center", "middle left", "middle right")[index % 4],
                 marker={"size": 14, "color": color},
+                cliponaxis=False,  # a label above a point near 100 % stays visible
                 name=result.name,
                 legendgroup=result.name,
                 hovertemplate=(
@@ -560,10 +562,12 @@ def comparison_figure(results: list[Any]):
             row=1,
             col=2,
         )
-    figure.update_xaxes(title_text="training seconds", rangemode="tozero", row=1, col=1)
+    longest = max((result.train_seconds for result in ran), default=1.0)
+    figure.update_xaxes(title_text="training seconds", range=[0, longest * 1.25], row=1, col=1)
     figure.update_xaxes(title_text="epoch", row=1, col=2)
-    figure.update_yaxes(tickformat=".0%", row=1, col=1)
-    figure.update_yaxes(tickformat=".0%", row=1, col=2)
+    # Accuracy on its whole 0-100 % scale: small gaps look small, and ticks never repeat.
+    figure.update_yaxes(tickformat=".0%", range=[0, 1.05], row=1, col=1)
+    figure.update_yaxes(tickformat=".0%", range=[0, 1.05], row=1, col=2)
     figure.update_layout(margin=_MARGIN, height=380, legend_orientation="h", legend_y=-0.2)
     return figure
 

@@ -50,7 +50,7 @@ with st.form("improve.form"):
         "Variants to compare",
         list(VARIANTS),
         key="improve.variants",
-        format_func=lambda name: f"{name}: {VARIANTS[name].description}",
+        help="\n".join(f"- **{name}**: {variant.description}" for name, variant in VARIANTS.items()),
     )
     design = right.selectbox("Baseline design", designs, format_func=DESIGNS.get, key="improve.design")
     budget = right.slider("Seconds per variant", 5, 120, step=5, key="improve.budget")

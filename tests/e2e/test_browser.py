@@ -227,10 +227,12 @@ def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
 def test_improve_page_compares_variants_in_one_chart(server, page):
     from urllib.parse import quote
 
-    variants = quote(json.dumps(["baseline", "batch_norm"]))
-    page.goto(f"{server}/improve?improve.budget=5&improve.variants={variants}")
+    variants = quote(json.dumps(["baseline", "batch_norm", "dropout"]))
+    page.goto(server)  # through app.py first, as a visitor arrives
+    page.get_by_test_id("stMetricValue").wait_for()
+    page.goto(f"{server}/improve?data.source=%22digits%22&improve.budget=10&improve.variants={variants}")
     page.locator("h1", has_text="Improve").wait_for()
-    page.get_by_role("button", name="Compare").click()
+    page.get_by_role("button", name="Compare", exact=True).click()
     best = page.get_by_test_id("stAlertContentSuccess")
     best.wait_for(timeout=120_000)
     assert best.inner_text().startswith("Best:")
