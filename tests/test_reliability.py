@@ -1,0 +1,147 @@
+"""Hostile and unusual inputs (tests/hostile.py) through the loader, the dataset
+readers, the model loader and the CLI: clear one-line refusals, or real results."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cnnviz
+from cnnviz.cli import main
+from cnnviz.errors import CnnvizError
+
+from . import hostile
+
+ROOT = Path(__file__).resolve().parent.parent
+SHAPES_MODEL = str(ROOT / "assets" / "models" / "shapes.keras")
+SAMPLE = str(ROOT / "assets" / "samples" / "shape_circle.png")
+
+
+def _one_clear_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line.startswith("cnnviz:")]
+    assert lines and "Traceback" not in err, err
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    "name, data, message", hostile.bad_images(), ids=[c[0] for c in hostile.bad_images()]
+)
+def test_bad_images_are_refused_in_one_line_by_loader_and_cli(name, data, message, tmp_path, capsys):
+    with pytest.raises(cnnviz.ImageError) as error:
+        cnnviz.load_image(data)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    path = tmp_path / name
+    path.write_bytes(data)
+    # One bad file among good ones: a non-zero exit, one line, and the good file still answered.
+    assert main(["predict", SHAPES_MODEL, SAMPLE, str(path), "--json"]) == 2
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [item["class"] for item in payload["predictions"]] == ["circle"]
+    assert payload["errors"][0]["file"] == str(path) and message in payload["errors"][0]["error"]
+
+
+@pytest.mark.parametrize(
+    "name, data, shape", hostile.good_images(), ids=[c[0] for c in hostile.good_images()]
+)
+def test_unusual_images_work(name, data, shape, tmp_path, capsys):
+    image = cnnviz.load_image(data)
+    assert image.shape == shape and image.dtype == np.uint8
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert main(["predict", SHAPES_MODEL, str(path), "--json"]) == 0
+    prediction = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["predictions"][0]
+    assert prediction["class"] in ("circle", "square", "triangle", "star")
+
+
+def test_exif_rotation_is_applied_not_just_the_size():
+    image = cnnviz.load_image(hostile._exif_rotated())
+    # 40 wide x 20 high, left half blue; rotated 90 degrees clockwise: the blue half ends on top.
+    assert image[5, 10, 2] > 200 and image[5, 10, 0] < 60
+    assert image[35, 10, 0] > 200 and image[35, 10, 2] < 60
+
+
+def test_bad_zips_are_refused_by_the_reader_and_the_cli(tmp_path, capsys):
+    for name, path, message in hostile.bad_zips(tmp_path / "zips"):
+        with pytest.raises(CnnvizError) as error:
+            cnnviz.load_dataset(path)
+        assert message in str(error.value), (name, str(error.value))
+        assert (
+            main(["train", "--data", str(path), "--epochs", "1", "--out", str(tmp_path / "m.keras")]) == 2
+        ), name
+        assert message in _one_clear_line(capsys), name
+        assert not (tmp_path / "m.keras").exists()
+
+
+def test_a_zip_bomb_is_refused_by_its_declared_size_or_its_bomb_entry_skipped(tmp_path, monkeypatch, capsys):
+    path = hostile.zip_bomb(tmp_path / "bomb.zip")
+    assert path.stat().st_size < 2 * 2**20
+    data = cnnviz.load_dataset(path, validation_split=0.0, test_split=0.0)  # default limits: 2 GB unpacked
+    assert len(data.train) == 8
+    assert data.report.skipped[0][0] == "cats/zeros.png"
+    monkeypatch.setenv("CNNVIZ_MAX_ZIP_BYTES", str(100 * 2**20))
+    with pytest.raises(cnnviz.DatasetError, match="unpacks to 300 MB, over the limit of 100 MB"):
+        cnnviz.load_dataset(path)
+    assert main(["train", "--data", str(path), "--out", str(tmp_path / "m.keras")]) == 2
+    assert "over the limit" in _one_clear_line(capsys)
+
+
+def test_hostile_zip_entries_are_skipped_and_never_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a traversal would land around here
+    for name, path, images in hostile.skipped_entry_zips(tmp_path / "zips"):
+        data = cnnviz.load_dataset(path, validation_split=0.0, test_split=0.0)
+        assert len(data.train) == images, name
+        assert data.report.skipped, name
+    written = {p.name for p in tmp_path.parent.rglob("*.png")} | {p.name for p in Path("/tmp").glob("*.png")}
+    assert not {"x.png", "y.png", "cnnviz-absolute.png"} & written
+
+
+def test_good_zips_load(tmp_path):
+    for name, path, images in hostile.good_zips(tmp_path / "zips"):
+        data = cnnviz.load_dataset(path, validation_split=0.0, test_split=0.0)
+        assert len(data.train) == images, name
+        assert data.class_names == ("cats", "dogs"), name
+
+
+def test_bad_model_files_are_refused_and_run_no_code(tmp_path, capsys):
+    for name, path, message in hostile.bad_models(tmp_path / "models"):
+        with pytest.raises(cnnviz.ModelFileError) as error:
+            cnnviz.load_model(path)
+        assert message in str(error.value), (name, str(error.value))
+        assert main(["predict", str(path), SAMPLE]) == 2, name
+        assert message in _one_clear_line(capsys), name
+
+
+def test_a_model_for_another_input_size_resizes_the_image(tmp_path, capsys):
+    model = cnnviz.build_model(cnnviz.preset_config("fast", (20, 30, 1), 3))
+    path = cnnviz.save_model(model, tmp_path / "small.keras", ("a", "b", "c"))
+    assert main(["predict", str(path), SAMPLE, "--json"]) == 0  # a 64x64 colour image into 20x30 gray
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["predictions"][0]["class"] in "abc"
+
+
+def test_a_model_without_conv_layers_predicts_and_grad_cam_says_why_not(tmp_path, capsys):
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = keras.layers.Activation("softmax", name="probs")(keras.layers.Dense(2, name="logits")(x))
+    path = cnnviz.save_model(keras.Model(inputs, outputs), tmp_path / "dense.keras", ("a", "b"))
+    assert main(["predict", str(path), SAMPLE]) == 0
+    capsys.readouterr()
+    assert main(["explain", str(path), SAMPLE, "--out", str(tmp_path / "out")]) == 2
+    assert "convolution" in _one_clear_line(capsys).lower()
+    # Methods that need no feature map still work on it.
+    assert main(["explain", str(path), SAMPLE, "--method", "saliency", "--out", str(tmp_path / "out")]) == 0
+
+
+def test_one_image_per_class_trains(tmp_path):
+    images = np.stack([np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 255, np.uint8)])
+    result = cnnviz.train("fast", (images, np.array([0, 1])), cnnviz.TrainConfig(epochs=2, batch_size=64))
+    assert result.epochs == 2 and result.samples_seen == 4
+
+
+def test_a_one_second_budget_stops_in_time_and_keeps_a_model(tiny_arrays):
+    images, labels = tiny_arrays
+    result = cnnviz.train("fast", (images, labels), cnnviz.TrainConfig(time_budget=1.0, epochs=100000))
+    assert result.stop_reason == "time_budget"
+    assert result.model.predict(images[:2].astype("float32"), verbose=0).shape == (2, 2)
