@@ -365,6 +365,8 @@ def _train_and_save(args, stop: threading.Event) -> int:
             stop_event=stop,
             log_dir=args.log_dir,
             strategy=strategy,
+            # Every finished epoch replaces --out atomically: a killed run leaves the last one loadable.
+            checkpoint_path=out if is_chief(strategy) else None,
         )
     finally:
         bar.close()

@@ -299,3 +299,43 @@ def test_a_local_folder_streams_from_disk_only_when_the_owner_allows_it(tmp_path
     assert not app.exception
     assert app.metric[1].value == "6"
     assert any("streamed from disk" in caption.value for caption in app.caption)
+
+
+def test_a_sessions_temporary_folders_go_when_its_jobs_go():
+    import gc
+    import os
+
+    import cnnviz
+    from ui.training import ComparisonJob, TrainingJob
+
+    jobs = [
+        TrainingJob("digits", cnnviz.ModelConfig(), cnnviz.TrainConfig(), 1),
+        ComparisonJob("digits", ["baseline"], cnnviz.ModelConfig(), 5.0),
+    ]
+    folders = [job.log_dir for job in jobs]
+    assert all(os.path.isdir(folder) for folder in folders)
+    del jobs  # what happens to a session's state when the session ends
+    gc.collect()
+    assert not any(os.path.exists(folder) for folder in folders)
+
+
+def test_out_of_range_and_malformed_link_values_never_break_a_page():
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    for key, raw in {
+        "train.epochs": "999999",
+        "train.learning_rate": '"fast please"',
+        "train.batch_size": "-5",
+        "build.conv_blocks": "40",
+        "build.filters": "[1, 2]",
+        "data.translate": "NaN",
+        "improve.variants": '["baseline", "rm -rf"]',
+        "improve.budget": "{",
+        "build.preset": "null",
+    }.items():
+        app.query_params[key] = raw
+    app.run()
+    assert not app.exception
+    for page in ("train", "build", "data", "improve"):
+        app.switch_page(f"pages/{page}.py").run()
+        assert not app.exception, (page, app.exception)
+    assert app.multiselect(key="improve.variants").value == ["baseline"]

@@ -145,3 +145,46 @@ def test_a_one_second_budget_stops_in_time_and_keeps_a_model(tiny_arrays):
     result = cnnviz.train("fast", (images, labels), cnnviz.TrainConfig(time_budget=1.0, epochs=100000))
     assert result.stop_reason == "time_budget"
     assert result.model.predict(images[:2].astype("float32"), verbose=0).shape == (2, 2)
+
+
+def test_training_killed_at_random_moments_always_leaves_a_loadable_model(tmp_path):
+    """SIGKILL, no clean-up: --out holds the previous model or the last finished epoch, never a torn file."""
+    import os
+    import random
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "model.keras"
+    shutil.copy(SHAPES_MODEL, out)  # the previous saved model
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    moments = random.Random(2026).sample([x / 2 for x in range(8, 30)], 5)  # 4-15 s after the start
+    classes_seen = set()
+    for moment in moments:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cnnviz",
+                "train",
+                "--data",
+                "digits",
+                "--epochs",
+                "200",
+                "--out",
+                str(out),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(moment)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        assert process.returncode == -signal.SIGKILL
+        model = cnnviz.load_model(out)  # never torn
+        classes_seen.add(len(cnnviz.class_names_of(model)))
+        assert model.output_shape[-1] in (4, 10)
+    assert 10 in classes_seen  # at least one kill came after a finished epoch had been saved

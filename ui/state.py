@@ -52,6 +52,51 @@ PERSISTENT_KEYS = (
 )
 
 
+# What each setting may hold, as its widget allows: a value from a link (or a
+# stale session) outside this is dropped before any widget sees it, so a page
+# shows its default instead of failing. ("range", low, high) | ("in", options) | ("bool",)
+ALLOWED = {
+    "data.flip": ("in", ("none", "horizontal", "vertical", "both")),
+    "data.rotate": ("range", 0.0, 0.5),
+    "data.zoom": ("range", 0.0, 0.5),
+    "data.translate": ("range", 0.0, 0.3),
+    "data.contrast": ("range", 0.0, 0.5),
+    "build.conv_blocks": ("range", 1, 6),
+    "build.filters": ("in", (4, 8, 16, 32, 64, 128)),
+    "build.convs_per_block": ("range", 1, 3),
+    "build.kernel_size": ("in", (1, 3, 5, 7)),
+    "build.stem_stride": ("in", (1, 2)),
+    "build.pooled_blocks": ("range", 0, 6),
+    "build.batch_norm": ("bool",),
+    "build.block_dropout": ("range", 0.0, 0.6),
+    "build.dense_units": ("in", (0, 32, 64, 128, 256, 512)),
+    "build.dense_dropout": ("range", 0.0, 0.6),
+    "build.fine_tune_layers": ("range", 0, 60),
+    "build.imagenet": ("bool",),
+    "build.backbone_size": ("in", (96, 128, 160, 192, 224)),
+    "train.epochs": ("range", 1, 50),
+    "train.budget": ("range", 0, 600),
+    "train.learning_rate": ("in", (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)),
+    "train.batch_size": ("in", (8, 16, 32, 64, 128, 256)),
+    "train.augment": ("bool",),
+    "train.early_stopping": ("range", 0, 10),
+    "improve.budget": ("range", 5, 120),
+}
+
+
+def _allowed(key: str, value) -> bool:
+    rule = ALLOWED.get(key)
+    if rule is None:
+        return True
+    if rule[0] == "bool":
+        return isinstance(value, bool)
+    if rule[0] == "in":
+        return not isinstance(value, bool) and value in rule[1]
+    low, high = rule[1], rule[2]
+    kind = int if isinstance(low, int) else (int, float)
+    return isinstance(value, kind) and not isinstance(value, bool) and low <= value <= high
+
+
 # Shared in links: not the model choice (a link cannot carry a session's own model).
 SHARED_KEYS = tuple(key for key in PERSISTENT_KEYS if key != "model.choice")
 
@@ -74,7 +119,10 @@ def keep_widget_state() -> None:
                     st.session_state[key] = raw
     for key in PERSISTENT_KEYS:
         if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
+            if _allowed(key, st.session_state[key]):
+                st.session_state[key] = st.session_state[key]
+            else:
+                del st.session_state[key]
 
 
 def share_settings() -> None:

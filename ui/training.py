@@ -5,7 +5,8 @@ event callback and a stop event); the page polls the job with an
 auto-refreshing fragment. Each job lives in its own session's state, so two
 people training at once never see each other's runs. Each job writes its
 TensorBoard logs to its own temporary folder, offered as a zip download and
-removed when the session starts another job of the same kind.
+removed when the session starts another job of the same kind or ends (the
+job object is then dropped with the session's state).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,11 @@ def _new_log_dir() -> str:
     return tempfile.mkdtemp(prefix="cnnviz-logs-")
 
 
+def _remove_with(job) -> None:
+    """Removes the job's temporary folder when the job is dropped (its session ended, or it was replaced)."""
+    weakref.finalize(job, shutil.rmtree, job.log_dir, True)
+
+
 def discard(job) -> None:
     """Removes a finished job's temporary logs."""
     if job is not None and not job.running and getattr(job, "log_dir", None):
@@ -66,6 +73,9 @@ class TrainingJob:
     # Unique across sessions: caches shared by all sessions key the model by it.
     uid: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
     log_dir: str = dataclasses.field(default_factory=_new_log_dir)  # TensorBoard logs of this run
+
+    def __post_init__(self):
+        _remove_with(self)
 
     @property
     def running(self) -> bool:
@@ -169,6 +179,9 @@ class ComparisonJob:
     stop_event: threading.Event = dataclasses.field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     log_dir: str = dataclasses.field(default_factory=_new_log_dir)
+
+    def __post_init__(self):
+        _remove_with(self)
 
     @property
     def running(self) -> bool:
