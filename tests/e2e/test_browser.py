@@ -48,6 +48,17 @@ if _REASON and os.environ.get("CNNVIZ_REQUIRE_E2E") == "1":
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
 
+SERVER = {}  # the running server's pid, for memory readings
+
+
+def _peak_memory_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -78,6 +89,7 @@ def server():
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    SERVER["pid"] = process.pid
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -287,3 +299,95 @@ def test_uploading_a_model_file_or_a_broken_one(server, page, tmp_path):
     page.get_by_text("Upload an image to start").wait_for()  # no samples for an uploaded model
     assert page.get_by_text("Draw a digit").count() == 1  # one-channel input: drawing is offered
     assert page.get_by_test_id("stException").count() == 0
+
+
+# A sample of the corpus (every file goes through the same loader as in tests/test_reliability.py):
+# one per way of failing in the browser, and the unusual files most likely to trip a browser upload.
+BROWSER_BAD = ("text.png", "bomb.png", "truncated.jpg", "drawing.svg")
+BROWSER_GOOD = ("gray16.png", "rotated.jpg", "animated.gif", "strip.png")
+
+
+def test_hostile_and_unusual_uploads_get_an_answer_or_a_clear_message(server, page, tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from tests import hostile
+
+    page.goto(server)
+    page.get_by_test_id("stMetricValue").wait_for()
+    uploader = page.get_by_test_id("stFileUploaderDropzoneInput")
+    refused = answered = 0
+    for name, data, _ in hostile.bad_images():
+        if name not in BROWSER_BAD:
+            continue
+        path = tmp_path / name
+        path.write_bytes(data)
+        uploader.set_input_files(str(path))
+        # Our own message, or (for a type the uploader does not take, e.g. SVG) the uploader's.
+        message = (
+            page.get_by_test_id("stAlert")
+            .filter(has_text="Try another file")
+            .or_(page.get_by_test_id("stFileUploaderFileErrorMessage"))
+        )
+        message.first.wait_for(timeout=60_000)
+        assert page.get_by_test_id("stException").count() == 0, name
+        refused += 1
+    for name, data, _ in hostile.good_images():
+        if name not in BROWSER_GOOD:
+            continue
+        path = tmp_path / name
+        path.write_bytes(data)
+        uploader.set_input_files(str(path))
+        page.get_by_test_id("stImageCaption").filter(has_text=name).first.wait_for(timeout=60_000)
+        assert _metric(page) in ("circle", "square", "triangle", "star"), name
+        assert page.get_by_test_id("stException").count() == 0, name
+        answered += 1
+    assert (refused, answered) == (len(BROWSER_BAD), len(BROWSER_GOOD))
+
+
+def test_eight_sessions_at_once_two_training_each_sees_only_its_own(server, browser, tmp_path):
+    from PIL import Image
+
+    contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(8)]
+    pages = [context.new_page() for context in contexts]
+    try:
+        for page in pages:
+            page.set_default_timeout(180_000)
+            page.goto(server)
+        for page in pages:
+            page.get_by_test_id("stMetricValue").wait_for()
+        trainers, visitors = pages[:2], pages[2:]
+        for page in trainers:
+            page.goto(f"{server}/train")
+            page.get_by_role("button", name="Train", exact=True).click()
+        for number, page in enumerate(visitors):
+            path = tmp_path / f"visitor{number}.png"
+            color = (40 * number, 200, 255 - 30 * number)
+            image = Image.new("RGB", (64, 64), (20, 20, 20))
+            image.paste(color, (16, 16, 48, 48))
+            image.save(path)
+            page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
+        for number, page in enumerate(visitors):
+            page.get_by_test_id("stImageCaption").filter(has_text=f"visitor{number}.png").first.wait_for()
+        for page in trainers:
+            stop = page.get_by_test_id("stButton").get_by_role("button", name="Stop")
+            stop.wait_for()
+            stop.click()
+        for page in trainers:
+            page.get_by_test_id("stAlertContentSuccess").wait_for()
+            assert "Run 1:" in page.get_by_test_id("stAlertContentSuccess").inner_text()
+            # Its own run only: one row in its history, run 1's download, no run 2.
+            page.get_by_role("button", name="Download run 1's model (.keras)").wait_for()
+            assert page.get_by_role("button", name="Download run 2's model (.keras)").count() == 0
+            page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").click()
+            assert page.get_by_role("option", name="Trained in this session").count() == 1
+            page.keyboard.press("Escape")
+        for page in visitors:  # nobody else's model appears in a visitor's choices
+            page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").click()
+            assert page.get_by_role("option", name="Trained in this session").count() == 0
+            page.keyboard.press("Escape")
+            assert page.get_by_test_id("stException").count() == 0
+        peak = _peak_memory_mb(SERVER["pid"])
+        print(f"server peak resident memory with 8 sessions, 2 training: {peak:.0f} MB")
+        assert peak < 2048
+    finally:
+        for context in contexts:
+            context.close()
