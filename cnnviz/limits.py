@@ -21,6 +21,10 @@ _DEFAULTS = {
     "CNNVIZ_MAX_STREAM_FILES": 10_000_000,
     # Most classes in one dataset.
     "CNNVIZ_MAX_CLASSES": 1000,
+    # Most epochs one training run in the studio may ask for (its slider's end).
+    "CNNVIZ_MAX_EPOCHS": 50,
+    # Longest time budget, in seconds, of one training run in the studio (its slider's end).
+    "CNNVIZ_MAX_TIME_BUDGET": 600,
 }
 
 
@@ -71,3 +75,11 @@ def max_dataset_files() -> int:
 
 def max_classes() -> int:
     return get_limit("CNNVIZ_MAX_CLASSES")
+
+
+def max_epochs() -> int:
+    return get_limit("CNNVIZ_MAX_EPOCHS")
+
+
+def max_time_budget() -> int:
+    return get_limit("CNNVIZ_MAX_TIME_BUDGET")

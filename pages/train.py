@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import cnnviz
-from cnnviz import plotting
+from cnnviz import limits, plotting
 from cnnviz.training import OPTIMIZERS
 from ui.data import current_data
 from ui.models import (
@@ -81,8 +81,8 @@ designs = [name for name in PRESETS if name != "custom" or "build.config" in st.
 valid_choice("train.design", designs)
 valid_choice("train.optimizer", OPTIMIZERS)
 for key, value in (
-    ("train.epochs", 15),
-    ("train.budget", 60),
+    ("train.epochs", min(15, limits.max_epochs())),
+    ("train.budget", min(60, limits.max_time_budget())),
     ("train.learning_rate", 0.01),
     ("train.batch_size", 32),
     ("train.early_stopping", 0),
@@ -93,11 +93,11 @@ with st.form("train.form"):
     left, middle, right = st.columns(3)
     preset = left.selectbox("Model design", designs, format_func=PRESETS.get, key="train.design")
     optimizer = left.selectbox("Optimizer", OPTIMIZERS, key="train.optimizer")
-    epochs = middle.slider("Epochs (most)", 1, 50, key="train.epochs")
+    epochs = middle.slider("Epochs (most)", 1, limits.max_epochs(), key="train.epochs")
     budget = middle.slider(
         "Time budget (s, 0 = none)",
         0,
-        600,
+        limits.max_time_budget(),
         step=10,
         key="train.budget",
         help="Stop when this many seconds are spent, keeping the best weights so far.",
@@ -141,7 +141,8 @@ if submitted and not running:
             learning_rate=float(learning_rate),
             batch_size=int(batch_size),
             epochs=int(epochs),
-            time_budget=float(budget) or None,
+            # "No budget" still ends at the studio's limit, so one visitor cannot hold a hosted demo.
+            time_budget=float(budget) or float(limits.max_time_budget()),
             early_stopping=int(early_stopping),
             **augmentation,
         )

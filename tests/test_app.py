@@ -339,3 +339,15 @@ def test_out_of_range_and_malformed_link_values_never_break_a_page():
         app.switch_page(f"pages/{page}.py").run()
         assert not app.exception, (page, app.exception)
     assert app.multiselect(key="improve.variants").value == ["baseline"]
+
+
+def test_the_studios_training_limits_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CNNVIZ_MAX_EPOCHS", "5")
+    monkeypatch.setenv("CNNVIZ_MAX_TIME_BUDGET", "30")
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    app.query_params["train.epochs"] = "15"  # allowed by default, over this server's limit
+    app.run()
+    app.switch_page("pages/train.py").run()
+    assert not app.exception
+    assert app.slider(key="train.epochs").max == 5 and app.slider(key="train.epochs").value == 5
+    assert app.slider(key="train.budget").max == 30 and app.slider(key="train.budget").value == 30

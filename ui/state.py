@@ -74,8 +74,6 @@ ALLOWED = {
     "build.fine_tune_layers": ("range", 0, 60),
     "build.imagenet": ("bool",),
     "build.backbone_size": ("in", (96, 128, 160, 192, 224)),
-    "train.epochs": ("range", 1, 50),
-    "train.budget": ("range", 0, 600),
     "train.learning_rate": ("in", (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)),
     "train.batch_size": ("in", (8, 16, 32, 64, 128, 256)),
     "train.augment": ("bool",),
@@ -84,8 +82,18 @@ ALLOWED = {
 }
 
 
+def _rule(key: str):
+    from cnnviz import limits
+
+    if key == "train.epochs":
+        return ("range", 1, limits.max_epochs())
+    if key == "train.budget":
+        return ("range", 0, limits.max_time_budget())
+    return ALLOWED.get(key)
+
+
 def _allowed(key: str, value) -> bool:
-    rule = ALLOWED.get(key)
+    rule = _rule(key)
     if rule is None:
         return True
     if rule[0] == "bool":
