@@ -227,6 +227,13 @@ def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
     assert "stopped" in done.inner_text().lower()
     assert "Trained in this session" in done.inner_text()
     page.get_by_role("button", name="Download run 1's model (.keras)").wait_for(timeout=30_000)
+    with page.expect_download() as model_download:
+        page.get_by_role("button", name="Download run 1's model (.keras)").click()
+    import cnnviz
+
+    downloaded = Path(model_download.value.path()).rename(Path(model_download.value.path()).with_suffix(".keras"))
+    model = cnnviz.load_model(downloaded)  # a complete, loadable file with its classes
+    assert cnnviz.class_names_of(model) == ("circle", "square", "triangle", "star")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download run 1's TensorBoard logs (.zip)").click()
     import zipfile
