@@ -231,7 +231,9 @@ def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
         page.get_by_role("button", name="Download run 1's model (.keras)").click()
     import cnnviz
 
-    downloaded = Path(model_download.value.path()).rename(Path(model_download.value.path()).with_suffix(".keras"))
+    downloaded = Path(model_download.value.path()).rename(
+        Path(model_download.value.path()).with_suffix(".keras")
+    )
     model = cnnviz.load_model(downloaded)  # a complete, loadable file with its classes
     assert cnnviz.class_names_of(model) == ("circle", "square", "triangle", "star")
     with page.expect_download() as download:
