@@ -351,3 +351,37 @@ def test_the_studios_training_limits_come_from_the_environment(monkeypatch):
     assert not app.exception
     assert app.slider(key="train.epochs").max == 5 and app.slider(key="train.epochs").value == 5
     assert app.slider(key="train.budget").max == 30 and app.slider(key="train.budget").value == 30
+
+
+def test_hostile_and_unusual_uploads_on_the_predict_page():
+    from . import hostile
+
+    app = _open()
+    for name, data, message in hostile.bad_images():
+        # The uploader itself turns away an .svg name (as the browser does): send it renamed, the harder case.
+        name = name.replace(".svg", ".svg.png")
+        app.file_uploader(key="predict.upload").set_value((name, data, "image/png")).run()
+        assert not app.exception, name
+        assert any(message in error.value and "Try another file" in error.value for error in app.error), name
+    for name, data, _ in hostile.good_images():
+        app.file_uploader(key="predict.upload").set_value((name, data, "image/png")).run()
+        assert not app.exception and not app.error, name
+        assert app.metric[0].value in ("circle", "square", "triangle", "star"), name
+
+
+def test_hostile_and_good_zips_on_the_data_page(tmp_path):
+    from . import hostile
+
+    app = _open("data", data__source="upload")
+    for name, path, message in hostile.bad_zips(tmp_path / "bad"):
+        app.file_uploader(key="data.zip").set_value((name, path.read_bytes(), "application/zip")).run()
+        assert not app.exception, name
+        assert any(message in error.value for error in app.error), name
+    for name, path, images in hostile.good_zips(tmp_path / "good") + hostile.skipped_entry_zips(
+        tmp_path / "odd"
+    ):
+        app.file_uploader(key="data.zip").set_value((name, path.read_bytes(), "application/zip")).run()
+        assert not app.exception and not app.error, name
+        total = sum(int(metric.value.replace(",", "").split(" / ")[0]) for metric in app.metric[2:3])
+        held_out = sum(int(part.replace(",", "")) for part in app.metric[3].value.split(" / "))
+        assert total + held_out == images, name
