@@ -366,7 +366,7 @@ def _train_and_save(args, stop: threading.Event) -> int:
             log_dir=args.log_dir,
             strategy=strategy,
             # Every finished epoch replaces --out atomically: a killed run leaves the last one loadable.
-            checkpoint_path=out if is_chief(strategy) else None,
+            checkpoint_path=out,
         )
     finally:
         bar.close()
@@ -380,8 +380,13 @@ def _train_and_save(args, stop: threading.Event) -> int:
         },
     )
     chief = is_chief(strategy)
-    if chief:  # other workers hold the same weights; one file is enough
+    if chief:
         cnnviz.save_model(result.model, out, data.class_names)
+    else:  # the same weights as the chief's; saved in step with it (collective reads), then dropped
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="cnnviz-worker-") as scratch:
+            cnnviz.save_model(result.model, Path(scratch) / out.name, data.class_names)
     summary = {
         "train_seconds": round(result.train_seconds, 3),
         "epochs": result.epochs,

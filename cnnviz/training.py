@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
+import tempfile
 import threading
 import time
 import warnings
@@ -593,8 +595,8 @@ def train(
             `tf.distribute.MultiWorkerMirroredStrategy()` (several machines, from
             `TF_CONFIG`); see `cnnviz.distribute.make_strategy`. The model is
             built (or copied) in its scope; `config.batch_size` is the global
-            batch, split across replicas. Only the chief worker writes
-            checkpoints and logs.
+            batch, split across replicas. Only the chief worker's checkpoints
+            and logs are kept.
         verbose: Keras `fit` verbosity. Defaults to `0`.
 
     Returns:
@@ -679,11 +681,17 @@ def train(
 
     chief = strategy is None or is_chief(strategy)
     checkpoint = None
-    if checkpoint_path is not None and chief:
-        checkpoint_path = Path(checkpoint_path)
+    scratch = None
+    if checkpoint_path is not None:
+        target = Path(checkpoint_path)
+        if not chief:
+            # Saving reads distributed variables through collective ops, so every
+            # worker must save in step; only the chief's file is kept.
+            scratch = tempfile.mkdtemp(prefix="cnnviz-worker-")
+            target = Path(scratch) / target.name
 
         def checkpoint(current_model):
-            save_model(current_model, checkpoint_path)
+            save_model(current_model, target)
 
     extra = list(callbacks)
     if log_dir is not None and chief:
@@ -704,6 +712,8 @@ def train(
             verbose=verbose,
         )
     train_seconds = time.perf_counter() - start
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
     full_epochs, partial_steps = divmod(trainer.steps_done, steps_per_epoch)
     samples_seen = full_epochs * source.num_train + min(partial_steps * batch_size, source.num_train)
 
