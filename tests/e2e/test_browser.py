@@ -271,6 +271,7 @@ def test_drawing_a_digit_gets_an_answer(server, page):
     page.get_by_test_id("stMetricValue").wait_for()
     page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").click()
     page.get_by_role("option", name="Handwritten digits (default model)").click()
+    page.get_by_test_id("stSidebar").get_by_text("10 classes", exact=False).wait_for()  # the digits model is in
     page.get_by_text("Draw a digit").click()
     canvas = page.locator("canvas").first
     canvas.wait_for()
@@ -284,7 +285,7 @@ def test_drawing_a_digit_gets_an_answer(server, page):
     page.mouse.up()
     page.get_by_text("your drawing").wait_for()
     page.wait_for_function(
-        "() => document.querySelector('[data-testid=stMetricValue]').innerText === '1'", timeout=30_000
+        "() => document.querySelector('[data-testid=stMetricValue]').innerText === '1'", timeout=90_000
     )
     assert page.get_by_test_id("stException").count() == 0
 
