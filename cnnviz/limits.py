@@ -25,6 +25,8 @@ _DEFAULTS = {
     "CNNVIZ_MAX_EPOCHS": 50,
     # Longest time budget, in seconds, of one training run in the studio (its slider's end).
     "CNNVIZ_MAX_TIME_BUDGET": 600,
+    # Longest a studio run goes on, in seconds, once its browser tab is closed (then it stops as if Stop was pressed).
+    "CNNVIZ_MAX_UNWATCHED_SECONDS": 30,
 }
 
 
@@ -83,3 +85,7 @@ def max_epochs() -> int:
 
 def max_time_budget() -> int:
     return get_limit("CNNVIZ_MAX_TIME_BUDGET")
+
+
+def max_unwatched_seconds() -> int:
+    return get_limit("CNNVIZ_MAX_UNWATCHED_SECONDS")

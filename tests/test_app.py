@@ -210,7 +210,14 @@ def test_build_page_counts_parameters_and_feeds_train():
     assert not app.exception
     assert int(app.metric[0].value.replace(",", "")) < expected
     app.switch_page("pages/train.py").run()
-    assert "custom (from Build)" in app.selectbox(key="train.design").options
+    options = app.selectbox(key="train.design").options
+    assert "custom (from Build)" in options
+    assert len(options) == len(set(options)) == len(cnnviz.PRESETS) + 1  # every preset, each named
+    assert "None" not in options
+    app.switch_page("pages/improve.py").run()
+    options = app.selectbox(key="improve.design").options
+    assert "custom (from Build)" in options
+    assert not any("transfer" in option for option in options)  # transfer is a variant there, not a baseline
 
 
 def test_settings_come_from_the_link():
@@ -299,6 +306,48 @@ def test_a_local_folder_streams_from_disk_only_when_the_owner_allows_it(tmp_path
     assert not app.exception
     assert app.metric[1].value == "6"
     assert any("streamed from disk" in caption.value for caption in app.caption)
+
+
+def test_streamlits_cleanup_after_a_rerun_leaves_keras_alone(monkeypatch):
+    # Streamlit calls keras.backend.clear_session() after every script run; with a
+    # fragment rerunning every second that starved training threads (see ui/__init__.py).
+    import keras
+    from streamlit.runtime.scriptrunner import script_runner
+
+    import ui  # noqa: F401
+
+    cleared = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *args, **kwargs: cleared.append(1))
+    script_runner._clean_problem_modules()
+    assert cleared == []
+
+
+def test_a_run_stops_by_itself_once_its_browser_tab_is_gone(monkeypatch):
+    import threading
+    import time
+
+    import cnnviz
+    import ui.training
+    from ui.training import TrainingJob
+
+    connected = threading.Event()
+    connected.set()
+    monkeypatch.setattr(ui.training, "_session_connected", lambda: connected.is_set)
+    monkeypatch.setenv("CNNVIZ_MAX_UNWATCHED_SECONDS", "1")
+    data = cnnviz.load_dataset("digits")
+    config = cnnviz.preset_config("fast", data.image_shape, data.num_classes)
+    job = TrainingJob("digits", config, cnnviz.TrainConfig(epochs=50, time_budget=120), 1)
+    job._check_every = 0.0
+    job.start(data)
+    started = time.monotonic()
+    while (len(job.epochs()) < 1 or time.monotonic() - started < 3) and job.running:
+        time.sleep(0.1)
+    assert job.running and not job.abandoned  # watched: it goes on past abandon_after
+    connected.clear()  # the tab closes
+    job.thread.join(timeout=60)
+    assert not job.running
+    assert job.abandoned and job.result.stop_reason == "stopped"
+    assert len(job.epochs()) < 50 and job.result.model is not None
 
 
 def test_a_sessions_temporary_folders_go_when_its_jobs_go():

@@ -21,10 +21,12 @@ import time
 import uuid
 import weakref
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cnnviz
+from cnnviz import limits
 
 JOB_KEY = "train.job"
 HISTORY_KEY = "train.history"
@@ -57,8 +59,79 @@ def discard(job) -> None:
         shutil.rmtree(job.log_dir, ignore_errors=True)
 
 
+def _session_connected() -> Callable[[], bool]:
+    """A check, callable from any thread, that the browser session running this script is still connected.
+
+    Always true outside a Streamlit server (AppTest, a plain script).
+    """
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx(suppress_warning=True)
+    if context is None or not runtime.exists():
+        return lambda: True
+    instance, session_id = runtime.get_instance(), context.session_id
+    return lambda: instance.is_active_session(session_id)
+
+
+class _BackgroundJob:
+    """Runs `self._work(data)` in a daemon thread; any failure becomes `self.error`, a line for the page.
+
+    A job whose browser session has been gone for `abandon_after` seconds (the tab
+    was closed; `CNNVIZ_MAX_UNWATCHED_SECONDS`, default 30) stops as if Stop was
+    pressed, so a hosted demo's CPU never goes to a run nobody watches. Subclasses are dataclasses with `thread`, `stop_event`, `error` and
+    `log_dir` fields, and call `_heartbeat()` on every training event.
+    """
+
+    _failure = "Failed"  # the start of the line for an unexpected error
+    _out_of_memory = "Out of memory."
+    _check_every = 2.0
+    abandoned = False
+
+    def __post_init__(self):
+        _remove_with(self)
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _launch(self, data, name: str) -> None:
+        self._connected = _session_connected()  # here, on the script's thread, which knows its session
+        self.abandon_after = limits.max_unwatched_seconds()
+        self._checked = self._seen = time.monotonic()
+        self.thread = threading.Thread(target=self._run, args=(data,), daemon=True, name=name)
+        self.thread.start()
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self._check_every:
+            return
+        self._checked = now
+        if self._connected():
+            self._seen = now
+        elif now - self._seen > self.abandon_after and not self.stop_event.is_set():
+            self.abandoned = True
+            self.stop_event.set()
+
+    def _run(self, data) -> None:
+        try:
+            self._work(data)
+        except cnnviz.CnnvizError as error:
+            self.error = str(error)
+        except MemoryError:
+            self.error = self._out_of_memory
+        except Exception as error:  # a bug or an unexpected TensorFlow error: shown, never a dead app
+            self.error = f"{self._failure}: {type(error).__name__}: {error}"
+
+    def _work(self, data) -> None:
+        raise NotImplementedError
+
+
 @dataclasses.dataclass
-class TrainingJob:
+class TrainingJob(_BackgroundJob):
     data_source: str
     model_config: Any  # cnnviz.ModelConfig
     train_config: Any  # cnnviz.TrainConfig
@@ -74,21 +147,14 @@ class TrainingJob:
     uid: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
     log_dir: str = dataclasses.field(default_factory=_new_log_dir)  # TensorBoard logs of this run
 
-    def __post_init__(self):
-        _remove_with(self)
-
-    @property
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+    _failure = "Training failed"
+    _out_of_memory = "Out of memory: use a smaller batch size, fewer filters or smaller images."
 
     def start(self, data) -> None:
         self.data = data  # the Results page scores the model on this data's test split
-        self.thread = threading.Thread(
-            target=self._run, args=(data,), daemon=True, name=f"cnnviz-train-{self.run_id}"
-        )
-        self.thread.start()
+        self._launch(data, name=f"cnnviz-train-{self.run_id}")
 
-    def _run(self, data) -> None:
+    def _work(self, data) -> None:
         import keras
 
         job = self
@@ -98,25 +164,19 @@ class TrainingJob:
             def on_train_begin(self, logs=None):
                 job.initial_weights = [weight.copy() for weight in self.model.get_weights()]
 
-        try:
-            self.result = cnnviz.train(
-                self.model_config,
-                data,
-                self.train_config,
-                callbacks=[RememberInitialWeights()],
-                on_event=self.events.append,
-                stop_event=self.stop_event,
-                log_dir=self.log_dir,
-            )
-        except cnnviz.CnnvizError as error:
-            self.error = str(error)
-        except MemoryError:
-            self.error = "Out of memory: use a smaller batch size, fewer filters or smaller images."
-        except Exception as error:  # a bug or an unexpected TensorFlow error: shown, never a dead app
-            self.error = f"Training failed: {type(error).__name__}: {error}"
+        self.result = cnnviz.train(
+            self.model_config,
+            data,
+            self.train_config,
+            callbacks=[RememberInitialWeights()],
+            on_event=self._on_event,
+            stop_event=self.stop_event,
+            log_dir=self.log_dir,
+        )
 
-    def stop(self) -> None:
-        self.stop_event.set()
+    def _on_event(self, event: dict) -> None:
+        self.events.append(event)
+        self._heartbeat()
 
     def batches(self) -> list[dict]:
         """Batch-level rows of the current (last) epoch: batch, loss, accuracy."""
@@ -165,7 +225,7 @@ def model_bytes(model, class_names) -> bytes:
 
 
 @dataclasses.dataclass
-class ComparisonJob:
+class ComparisonJob(_BackgroundJob):
     """`cnnviz.compare` in a background thread, for the Improve page."""
 
     data_source: str
@@ -180,18 +240,14 @@ class ComparisonJob:
     thread: threading.Thread | None = None
     log_dir: str = dataclasses.field(default_factory=_new_log_dir)
 
-    def __post_init__(self):
-        _remove_with(self)
-
-    @property
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+    _failure = "Comparison failed"
+    _out_of_memory = "Out of memory: use fewer variants, smaller images or a smaller batch."
 
     def start(self, data) -> None:
-        self.thread = threading.Thread(target=self._run, args=(data,), daemon=True, name="cnnviz-compare")
-        self.thread.start()
+        self._launch(data, name="cnnviz-compare")
 
     def _on_event(self, event: dict) -> None:
+        self._heartbeat()
         if event["event"] == "variant_end":
             self.results.append(event["result"])
         elif event["event"] != "batch_end" or not self.events or self.events[-1]["event"] != "batch_end":
@@ -199,27 +255,17 @@ class ComparisonJob:
         else:
             self.events[-1] = event  # only the latest batch matters for the progress line
 
-    def _run(self, data) -> None:
-        try:
-            cnnviz.compare(
-                data,
-                self.variants,
-                self.model_config,
-                cnnviz.TrainConfig(epochs=1000, batch_size=self.batch_size),
-                time_budget=self.time_budget,
-                log_dir=self.log_dir,
-                on_event=self._on_event,
-                stop_event=self.stop_event,
-            )
-        except cnnviz.CnnvizError as error:
-            self.error = str(error)
-        except MemoryError:
-            self.error = "Out of memory: use fewer variants, smaller images or a smaller batch."
-        except Exception as error:  # a bug or an unexpected TensorFlow error: shown, never a dead app
-            self.error = f"Comparison failed: {type(error).__name__}: {error}"
-
-    def stop(self) -> None:
-        self.stop_event.set()
+    def _work(self, data) -> None:
+        cnnviz.compare(
+            data,
+            self.variants,
+            self.model_config,
+            cnnviz.TrainConfig(epochs=1000, batch_size=self.batch_size),
+            time_budget=self.time_budget,
+            log_dir=self.log_dir,
+            on_event=self._on_event,
+            stop_event=self.stop_event,
+        )
 
     def progress(self) -> tuple[float, str]:
         """A 0..1 fraction over all variants and a line of text for a progress bar."""
