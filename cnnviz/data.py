@@ -110,8 +110,26 @@ class LoadReport:
         return text
 
 
+class _Described:
+    """The class count and one-line summary `Dataset` and `streaming.ImageStream` share."""
+
+    _summary_note = ""  # said after the split sizes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def summary(self) -> str:
+        height, width, channels = self.image_shape
+        return (
+            f"{self.name}: {self.num_classes} classes, {height}x{width}x{channels}, "
+            f"{len(self.train)} train / {len(self.validation)} validation / {len(self.test)} test"
+            + self._summary_note
+        )
+
+
 @dataclasses.dataclass
-class Dataset:
+class Dataset(_Described):
     """Images, labels and class names in train / validation / test splits.
 
     Attributes:
@@ -131,17 +149,6 @@ class Dataset:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(int(size) for size in self.train.images.shape[1:])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def summary(self) -> str:
-        height, width, channels = self.image_shape
-        return (
-            f"{self.name}: {self.num_classes} classes, {height}x{width}x{channels}, "
-            f"{len(self.train)} train / {len(self.validation)} validation / {len(self.test)} test"
-        )
 
 
 def _stratified_split(labels: NDArray, fractions: tuple[float, ...], seed: int) -> list[NDArray[np.int64]]:

@@ -30,7 +30,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cnnviz import limits
-from cnnviz.data import LoadReport, _check_fraction, _is_hidden, _is_junk, _normalize_size, _stratified_split
+from cnnviz.data import (
+    LoadReport,
+    _check_fraction,
+    _Described,
+    _is_hidden,
+    _is_junk,
+    _normalize_size,
+    _stratified_split,
+)
 from cnnviz.errors import DatasetError
 
 #: Formats tf.data decodes natively (GIFs: their first frame).
@@ -51,7 +59,7 @@ class StreamSplit:
 
 
 @dataclasses.dataclass
-class ImageStream:
+class ImageStream(_Described):
     """A folder of class subfolders read from disk batch by batch.
 
     Attributes:
@@ -74,17 +82,7 @@ class ImageStream:
     report: LoadReport
     cache_dir: Path | None = None
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def summary(self) -> str:
-        height, width, channels = self.image_shape
-        return (
-            f"{self.name}: {self.num_classes} classes, {height}x{width}x{channels}, "
-            f"{len(self.train)} train / {len(self.validation)} validation / {len(self.test)} test "
-            "(streamed from disk)"
-        )
+    _summary_note = " (streamed from disk)"
 
     def dataset(self, split: str = "train", batch_size: int = 32, shuffle: bool = False, seed: int = 0):
         """A `tf.data.Dataset` of `(uint8 images (B, H, W, C), int64 labels (B,))`.

@@ -7,8 +7,8 @@ import cnnviz
 from cnnviz import models, plotting
 from cnnviz.pretrained import BACKBONE_SIZES, BACKBONES, backbone_size
 from ui import compute
-from ui.data import current_data
-from ui.models import ensure_shell
+from ui.data import current_data_or_stop
+from ui.models import BUILD_CONFIG_KEY, DESIGN_LABELS, ensure_shell
 from ui.state import valid_choice
 
 ensure_shell()
@@ -18,20 +18,8 @@ st.write(
     "area, and a small head turns the final maps into one score per class. Start from a preset and change any "
     "part; the table and diagram update as you go."
 )
-try:
-    data_name, data = current_data()
-except cnnviz.CnnvizError as error:
-    st.error(f"{error} Choose another source on the Data page.")
-    st.stop()
+data_name, data = current_data_or_stop()
 
-PRESET_LABELS = {
-    "fast": "fast: tuned for a CPU",
-    "keras_mnist": "keras.io simple MNIST convnet",
-    "tutorial_basic": "the tutorial's CIFAR-10 net",
-    "tutorial_improved": "the tutorial's improved net",
-    "transfer_mobilenet_v2": "transfer learning: MobileNetV2 (ImageNet)",
-    "transfer_efficientnet_b0": "transfer learning: EfficientNetB0 (ImageNet)",
-}
 CNN_FIELDS = (
     "conv_blocks",
     "filters",
@@ -48,7 +36,7 @@ CNN_FIELDS = (
 valid_choice("build.preset", models.PRESETS)
 st.session_state.setdefault("build.preset", models.DEFAULT_PRESET)
 preset = st.selectbox(
-    "Start from a preset", list(models.PRESETS), format_func=PRESET_LABELS.get, key="build.preset"
+    "Start from a preset", list(models.PRESETS), format_func=DESIGN_LABELS.get, key="build.preset"
 )
 base = cnnviz.preset_config(preset, data.image_shape, data.num_classes)
 if st.session_state.get("build.loaded_preset") != (preset, data.image_shape):
@@ -142,7 +130,7 @@ try:
 except cnnviz.CnnvizError as error:
     st.error(f"{error} Move a slider back.")
     st.stop()
-st.session_state["build.config"] = config
+st.session_state[BUILD_CONFIG_KEY] = config
 
 
 rows, parameters, flops = compute.describe_design(config)

@@ -6,18 +6,10 @@ import streamlit as st
 import cnnviz
 from cnnviz import plotting
 from cnnviz.comparison import DEFAULT_VARIANTS, VARIANTS
-from ui.data import current_data
-from ui.models import ensure_shell
+from ui.data import current_data_or_stop
+from ui.models import BUILD_CONFIG_KEY, DESIGN_LABELS, design_choices, ensure_shell
 from ui.state import valid_choice
 from ui.training import COMPARISON_KEY, ComparisonJob, discard, zip_folder
-
-DESIGNS = {
-    "fast": "fast: tuned for a CPU",
-    "keras_mnist": "keras.io simple MNIST convnet",
-    "tutorial_basic": "the tutorial's CIFAR-10 net",
-    "tutorial_improved": "the tutorial's improved net",
-    "custom": "custom (from Build)",
-}
 
 ensure_shell()
 st.title("Improve")
@@ -27,16 +19,12 @@ st.write(
     "for the same number of seconds, so the chart shows what each idea buys for its cost."
 )
 
-try:
-    source, data = current_data()
-except cnnviz.CnnvizError as error:
-    st.error(f"{error} Choose another source on the Data page.")
-    st.stop()
+source, data = current_data_or_stop()
 st.caption(f"Data: **{data.summary()}** (change it on the Data page).")
 
 job = st.session_state.get(COMPARISON_KEY)
 running = job is not None and job.running
-designs = [name for name in DESIGNS if name != "custom" or "build.config" in st.session_state]
+designs = design_choices(transfer=False)  # the transfer variant is one of the variants
 valid_choice("improve.design", designs)
 st.session_state.setdefault("improve.variants", list(DEFAULT_VARIANTS))
 st.session_state["improve.variants"] = [
@@ -52,7 +40,7 @@ with st.form("improve.form"):
         key="improve.variants",
         help="\n".join(f"- **{name}**: {variant.description}" for name, variant in VARIANTS.items()),
     )
-    design = right.selectbox("Baseline design", designs, format_func=DESIGNS.get, key="improve.design")
+    design = right.selectbox("Baseline design", designs, format_func=DESIGN_LABELS.get, key="improve.design")
     budget = right.slider("Seconds per variant", 5, 120, step=5, key="improve.budget")
     submitted = st.form_submit_button("Compare", type="primary", disabled=running)
 
@@ -61,7 +49,7 @@ if submitted and not running:
         st.error("Choose at least one variant to compare.")
         st.stop()
     if design == "custom":
-        config = st.session_state["build.config"].replace(
+        config = st.session_state[BUILD_CONFIG_KEY].replace(
             input_shape=data.image_shape, num_classes=data.num_classes
         )
     else:

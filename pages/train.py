@@ -6,27 +6,20 @@ import streamlit as st
 import cnnviz
 from cnnviz import limits, plotting
 from cnnviz.training import OPTIMIZERS
-from ui.data import current_data
+from ui.data import current_data_or_stop
 from ui.models import (
+    BUILD_CONFIG_KEY,
+    DESIGN_LABELS,
     TRAINED_DATA_KEY,
     TRAINED_INITIAL_KEY,
     TRAINED_MODEL_KEY,
     TRAINED_RUN_KEY,
     TRAINED_SOURCE_KEY,
+    design_choices,
     ensure_shell,
 )
 from ui.state import valid_choice
 from ui.training import HISTORY_KEY, JOB_KEY, TrainingJob, discard, model_bytes, zip_folder
-
-PRESETS = {
-    "fast": "fast: tuned for a CPU (batch norm, global pooling)",
-    "keras_mnist": "keras.io simple MNIST convnet",
-    "tutorial_basic": "the tutorial's CIFAR-10 net",
-    "tutorial_improved": "the tutorial's improved net (deeper, batch norm)",
-    "transfer_mobilenet_v2": "transfer learning: MobileNetV2 pretrained on ImageNet",
-    "transfer_efficientnet_b0": "transfer learning: EfficientNetB0 pretrained on ImageNet",
-    "custom": "custom (from Build)",
-}
 
 ensure_shell()
 st.title("Train")
@@ -71,13 +64,9 @@ if job is not None:
     finish(job)
 running = job is not None and job.running
 
-try:
-    source, data = current_data()
-except cnnviz.CnnvizError as error:
-    st.error(f"{error} Choose another source on the Data page.")
-    st.stop()
+source, data = current_data_or_stop()
 st.caption(f"Data: **{data.summary()}** (change it on the Data page).")
-designs = [name for name in PRESETS if name != "custom" or "build.config" in st.session_state]
+designs = design_choices()
 valid_choice("train.design", designs)
 valid_choice("train.optimizer", OPTIMIZERS)
 for key, value in (
@@ -91,7 +80,7 @@ for key, value in (
 
 with st.form("train.form"):
     left, middle, right = st.columns(3)
-    preset = left.selectbox("Model design", designs, format_func=PRESETS.get, key="train.design")
+    preset = left.selectbox("Model design", designs, format_func=DESIGN_LABELS.get, key="train.design")
     optimizer = left.selectbox("Optimizer", OPTIMIZERS, key="train.optimizer")
     epochs = middle.slider("Epochs (most)", 1, limits.max_epochs(), key="train.epochs")
     budget = middle.slider(
@@ -117,7 +106,7 @@ with st.form("train.form"):
 if submitted and not running:
     try:
         if preset == "custom":
-            model_config = st.session_state["build.config"]
+            model_config = st.session_state[BUILD_CONFIG_KEY]
             if model_config.input_shape != data.image_shape or model_config.num_classes != data.num_classes:
                 model_config = model_config.replace(
                     input_shape=data.image_shape, num_classes=data.num_classes

@@ -76,6 +76,15 @@ def load_uploaded_zip(data: bytes, name: str):
     return dataset
 
 
+def current_data_or_stop():
+    """`current_data()`, or the page shows why the data cannot load and stops there."""
+    try:
+        return current_data()
+    except cnnviz.CnnvizError as error:
+        st.error(f"{error} Choose another source on the Data page.")
+        st.stop()
+
+
 def current_data():
     """`(source key, Dataset)` chosen on the Data page (shapes until one is chosen).
 

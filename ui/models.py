@@ -37,6 +37,28 @@ TRAINED_RUN_KEY = "train.run_id"
 TRAINED_DATA_KEY = "train.data"
 TRAINED_INITIAL_KEY = "train.initial_weights"
 
+BUILD_CONFIG_KEY = "build.config"  # the Build page's design, offered as "custom" on Train and Improve
+# The presets (cnnviz.PRESETS) as the pages name them, and the Build page's own design.
+DESIGN_LABELS = {
+    "fast": "fast: tuned for a CPU (batch norm, global pooling)",
+    "keras_mnist": "keras.io simple MNIST convnet",
+    "tutorial_basic": "the tutorial's CIFAR-10 net",
+    "tutorial_improved": "the tutorial's improved net (deeper, batch norm)",
+    "transfer_mobilenet_v2": "transfer learning: MobileNetV2 pretrained on ImageNet",
+    "transfer_efficientnet_b0": "transfer learning: EfficientNetB0 pretrained on ImageNet",
+    "custom": "custom (from Build)",
+}
+
+
+def design_choices(transfer: bool = True) -> list[str]:
+    """The designs a page may offer: "custom" only once the Build page made one, transfer ones if asked."""
+    return [
+        name
+        for name in DESIGN_LABELS
+        if (name != "custom" or BUILD_CONFIG_KEY in st.session_state)
+        and (transfer or not name.startswith("transfer_"))
+    ]
+
 
 @dataclasses.dataclass
 class ModelChoice:
