@@ -8,6 +8,7 @@ CNNVIZ_UPDATE_SCREENSHOTS=1 they also write docs/screenshots/*.png.
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -65,10 +66,26 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (/proc/PID/stat), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_share(pid: int, seconds: float = 3.0) -> float:
+    """The process's CPU use over the next `seconds`, in cores (1.0 = one core busy)."""
+    before = _cpu_seconds(pid)
+    time.sleep(seconds)
+    return (_cpu_seconds(pid) - before) / seconds
+
+
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     port = _free_port()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    # A run stops 5 s after its tab closes (30 s by default), so the test of that is short.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CNNVIZ_MAX_UNWATCHED_SECONDS="5")
+    # A file, not a pipe: nobody reads a pipe while the tests run, and a full one would block the server.
+    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+b")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -85,7 +102,7 @@ def server():
         ],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -99,10 +116,12 @@ def server():
             time.sleep(0.3)
     else:
         process.kill()
-        pytest.fail(f"streamlit did not start: {process.stdout.read().decode()[-2000:]}")
+        log.seek(0)
+        pytest.fail(f"streamlit did not start: {log.read().decode(errors='replace')[-2000:]}")
     yield url
     process.terminate()
     process.wait(timeout=20)
+    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +234,8 @@ def test_clicking_a_confusion_matrix_cell_shows_its_images(server, page):
 
 
 def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
-    # No time budget from the link: on a loaded 2-core machine the first epoch can outlast the default 60 s.
-    page.goto(f"{server}/train?train.budget=0")
+    # Digits: short epochs even on a loaded 2-core machine; 50 epochs and no time budget, so Stop ends the run.
+    page.goto(f"{server}/train?data.source=%22digits%22&train.epochs=50&train.budget=0")
     page.get_by_role("button", name="Train").click()
     stop = page.get_by_test_id("stButton").get_by_role("button", name="Stop")  # not the status widget's
     stop.wait_for()
@@ -236,7 +255,7 @@ def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
         Path(model_download.value.path()).with_suffix(".keras")
     )
     model = cnnviz.load_model(downloaded)  # a complete, loadable file with its classes
-    assert cnnviz.class_names_of(model) == ("circle", "square", "triangle", "star")
+    assert cnnviz.class_names_of(model) == tuple("0123456789")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download run 1's TensorBoard logs (.zip)").click()
     import zipfile
@@ -244,6 +263,28 @@ def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
     names = zipfile.ZipFile(download.value.path()).namelist()
     assert any(name.startswith("train/events.out.tfevents") for name in names)
     assert page.get_by_test_id("stException").count() == 0
+
+
+def test_closing_the_tab_stops_its_training(server, browser):
+    # A hosted demo: a visitor who starts a run and leaves must not keep the server busy.
+    context = browser.new_context()
+    page = context.new_page()
+    # A run of many minutes if nothing stopped it: the deeper net, small batches, 50 epochs, no time budget.
+    page.goto(
+        f"{server}/train?data.source=%22digits%22&train.design=%22tutorial_improved%22"
+        "&train.batch_size=8&train.epochs=50&train.budget=0"
+    )
+    page.get_by_role("button", name="Train").click()
+    page.get_by_test_id("stButton").get_by_role("button", name="Stop").wait_for(timeout=90_000)
+    page.get_by_text(re.compile(r"epoch \d+ ·")).wait_for(timeout=90_000)  # the batches are running
+    training = _cpu_share(SERVER["pid"])
+    assert training > 0.5  # at least half a core while it trains
+    context.close()
+    deadline = time.monotonic() + 45  # it stops 5 s after the session is gone (the server's setting)
+    shares = []  # 3 s samples; idle is three quiet samples in a row (an epoch's end dips for one)
+    while time.monotonic() < deadline and not (len(shares) >= 3 and max(shares[-3:]) < 0.25):
+        shares.append(_cpu_share(SERVER["pid"]))
+    assert max(shares[-3:]) < 0.25, f"the server still works after the tab closed: {shares} cores"
 
 
 def test_improve_page_compares_variants_in_one_chart(server, page):
@@ -271,7 +312,8 @@ def test_drawing_a_digit_gets_an_answer(server, page):
     page.get_by_test_id("stMetricValue").wait_for()
     page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").click()
     page.get_by_role("option", name="Handwritten digits (default model)").click()
-    page.get_by_test_id("stSidebar").get_by_text("10 classes", exact=False).wait_for()  # the digits model is in
+    # Wait until the digits model is in.
+    page.get_by_test_id("stSidebar").get_by_text("10 classes", exact=False).wait_for()
     page.get_by_text("Draw a digit").click()
     canvas = page.locator("canvas").first
     canvas.wait_for()
@@ -354,11 +396,6 @@ def test_hostile_and_unusual_uploads_get_an_answer_or_a_clear_message(server, pa
     assert (refused, answered) == (len(BROWSER_BAD), len(BROWSER_GOOD))
 
 
-@pytest.mark.skipif(
-    os.environ.get("CNNVIZ_STRESS") != "1",
-    reason="stress test, opt-in with CNNVIZ_STRESS=1: on a 2-core CI machine under the rest of the suite it "
-    "timed out once (two training threads starve the other sessions), so it is not yet part of CI",
-)
 def test_eight_sessions_at_once_two_training_each_sees_only_its_own(server, browser, tmp_path):
     from PIL import Image
 
@@ -372,7 +409,7 @@ def test_eight_sessions_at_once_two_training_each_sees_only_its_own(server, brow
             page.get_by_test_id("stMetricValue").wait_for()
         trainers, visitors = pages[:2], pages[2:]
         for page in trainers:
-            page.goto(f"{server}/train")
+            page.goto(f"{server}/train?data.source=%22digits%22&train.epochs=50&train.budget=0")
             page.get_by_role("button", name="Train", exact=True).click()
         for number, page in enumerate(visitors):
             path = tmp_path / f"visitor{number}.png"
