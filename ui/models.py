@@ -187,16 +187,37 @@ def model_picker() -> ModelChoice | None:
     return choice
 
 
-_ENTRY_RAN_KEY = "app.entry_ran"
+_ENTRY_RAN_KEY = "app.entry_ran"  # app.py ran in this script run (popped by the page)
+_ENTRY_SEEN_KEY = "app.entry_seen"  # app.py has run in this session at least once
 
 
 def mark_entry_run() -> None:
     """Called by app.py after drawing the shared sidebar."""
     st.session_state[_ENTRY_RAN_KEY] = True
+    st.session_state[_ENTRY_SEEN_KEY] = True
 
 
 def current_model() -> ModelChoice | None:
     return st.session_state.get(CURRENT_KEY)
+
+
+def _first_run_in_legacy_mode() -> bool:
+    """True when a real server ran this page file in Streamlit's legacy multipage mode.
+
+    A server starts in that mode because a `pages/` folder exists, and leaves it
+    only when app.py calls st.navigation. If the first request after a start is a
+    deep link (/train), Streamlit runs pages/train.py on its own with lowercase
+    file names as the navigation, and stays so until somebody opens "/". This
+    leaves the mode, as st.navigation would, so a rerun goes through app.py to
+    this same page.
+    """
+    from streamlit import runtime
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if not runtime.exists() or not PagesManager.uses_pages_directory or st.session_state.get(_ENTRY_SEEN_KEY):
+        return False  # AppTest runs app.py first, then page files on their own: that is not this case
+    PagesManager.uses_pages_directory = False
+    return True
 
 
 def ensure_shell() -> None:
@@ -208,6 +229,8 @@ def ensure_shell() -> None:
     page calls this first, so it works either way.
     """
     if not st.session_state.pop(_ENTRY_RAN_KEY, False):
+        if _first_run_in_legacy_mode():
+            st.rerun()  # now through app.py and its navigation, on this same page
         from ui.state import keep_widget_state
 
         st.set_page_config(page_title="cnnviz studio", layout="wide")

@@ -153,6 +153,19 @@ def _metric(page) -> str:
     return page.get_by_test_id("stMetricValue").first.inner_text()
 
 
+def test_a_deep_link_as_the_first_request_gets_the_studios_navigation(server, page):
+    # First in this file on purpose: the server's first request is this deep link. Streamlit then
+    # starts in its legacy multipage mode (a pages/ folder exists) and, unmended, kept showing
+    # lowercase file names as the navigation until somebody opened "/".
+    page.goto(f"{server}/weights")
+    page.locator("h1", has_text="Weights").wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    navigation = page.get_by_test_id("stSidebarNav")
+    navigation.get_by_text("Look inside").wait_for()
+    assert "activations" not in navigation.inner_text()  # the legacy list's lowercase name
+    assert page.get_by_test_id("stException").count() == 0
+
+
 def test_predict_page_answers_a_sample_and_an_upload_with_a_heatmap(server, page, tmp_path):
     from PIL import Image
 
