@@ -1,5 +1,7 @@
 """Improve: train variants side by side and see which change is worth its time."""
 
+import functools
+
 import pandas as pd
 import streamlit as st
 
@@ -107,7 +109,7 @@ def live_comparison() -> None:
     if not job.running:
         st.download_button(
             "Download the TensorBoard logs (.zip)",
-            zip_folder(job.log_dir),
+            functools.partial(zip_folder, job.log_dir),  # zipped on click, not on every rerun
             file_name="cnnviz-compare-logs.zip",
             mime="application/zip",
             key="improve.logs",

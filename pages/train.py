@@ -1,5 +1,7 @@
 """Train: pick data and settings, train a model here and watch it learn."""
 
+import functools
+
 import pandas as pd
 import streamlit as st
 
@@ -206,7 +208,7 @@ if history:
         )
         right.download_button(
             f"Download run {job.run_id}'s TensorBoard logs (.zip)",
-            zip_folder(job.log_dir),
+            functools.partial(zip_folder, job.log_dir),  # zipped on click, not on every rerun
             file_name=f"{stem}-logs.zip",
             mime="application/zip",
             key="train.logs",
