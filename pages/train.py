@@ -23,6 +23,8 @@ from ui.models import (
 from ui.state import valid_choice
 from ui.training import HISTORY_KEY, JOB_KEY, TrainingJob, discard, model_bytes, zip_folder
 
+LONG_EPOCH_SECONDS = 3.0  # an epoch running longer than this gets a batch-by-batch loss chart
+
 ensure_shell()
 st.title("Train")
 st.write(
@@ -174,7 +176,7 @@ def live_progress() -> None:
             + "Choose **Trained in this session** in the sidebar to look inside it."
         )
     rows = job.epochs()
-    batches = job.batches()
+    batches = job.batches(after_seconds=LONG_EPOCH_SECONDS)
     if job.running and len(batches) >= 3:
         # Long epochs: the loss batch by batch within the current one, so progress shows at once.
         st.line_chart(

@@ -368,6 +368,33 @@ def test_a_sessions_temporary_folders_go_when_its_jobs_go():
     assert not any(os.path.exists(folder) for folder in folders)
 
 
+def test_the_batch_chart_follows_only_epochs_that_run_long():
+    import cnnviz
+    from ui.training import TrainingJob
+
+    job = TrainingJob("digits", cnnviz.ModelConfig(), cnnviz.TrainConfig(), 1)
+
+    def batch(epoch, number, elapsed):
+        return {
+            "event": "batch_end",
+            "epoch": epoch,
+            "batch": number,
+            "elapsed": elapsed,
+            "metrics": {"loss": 1.0},
+        }
+
+    job.events.extend([batch(1, 1, 0.5), batch(1, 2, 1.0), batch(1, 3, 1.5)])
+    assert job.batches(after_seconds=3.0) == []  # epoch 1 has run 1.5 s
+    job.events.append(batch(1, 4, 4.0))
+    assert [row["batch"] for row in job.batches(after_seconds=3.0)] == [1, 2, 3, 4]
+    job.events.append({"event": "epoch_end", "epoch": 1, "elapsed": 4.2, "metrics": {"loss": 0.9}})
+    job.events.extend([batch(2, 1, 4.5), batch(2, 2, 5.0)])
+    assert job.batches(after_seconds=3.0) == []  # epoch 2 began at 4.2 s: a short one so far
+    assert [row["batch"] for row in job.batches()] == [1, 2]
+    job.events.append(batch(2, 3, 7.5))
+    assert [row["batch"] for row in job.batches(after_seconds=3.0)] == [1, 2, 3]
+
+
 def test_out_of_range_and_malformed_link_values_never_break_a_page():
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     for key, raw in {

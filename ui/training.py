@@ -178,13 +178,24 @@ class TrainingJob(_BackgroundJob):
         self.events.append(event)
         self._heartbeat()
 
-    def batches(self) -> list[dict]:
-        """Batch-level rows of the current (last) epoch: batch, loss, accuracy."""
-        events = [e for e in list(self.events) if e["event"] == "batch_end"]
-        if not events:
+    def batches(self, after_seconds: float = 0.0) -> list[dict]:
+        """Batch-level rows of the current (last) epoch: batch, loss, accuracy.
+
+        Empty until the current epoch has run `after_seconds`: short epochs are
+        better followed by the epoch curves, which would only jump down the page
+        under a batch chart that comes and goes every second.
+        """
+        events = list(self.events)
+        batch_events = [e for e in events if e["event"] == "batch_end"]
+        if not batch_events:
             return []
-        current = events[-1]["epoch"]
-        return [{"batch": e["batch"], **e["metrics"]} for e in events if e["epoch"] == current]
+        current = batch_events[-1]["epoch"]
+        began = max(
+            (e["elapsed"] for e in events if e["event"] == "epoch_end" and e["epoch"] < current), default=0.0
+        )
+        if batch_events[-1]["elapsed"] - began < after_seconds:
+            return []
+        return [{"batch": e["batch"], **e["metrics"]} for e in batch_events if e["epoch"] == current]
 
     def epochs(self) -> list[dict]:
         """One row per finished epoch: epoch, loss, accuracy, val_loss, val_accuracy."""
