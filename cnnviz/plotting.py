@@ -463,7 +463,11 @@ def architecture_figure(rows: list[dict]):
             line={"color": "#d5dae5"},
         )
     )
-    figure.update_yaxes(type="log", title_text="map side (pixels)")
+    # Powers of two, as the maps halve: plotly's own log ticks read "100, 5, 2, 10" (50 and 20 abbreviated).
+    ticks = [2**power for power in range(max(y).bit_length())]
+    figure.update_yaxes(
+        type="log", title_text="map side (pixels)", tickvals=ticks, ticktext=[str(t) for t in ticks]
+    )
     figure.update_xaxes(visible=False)
     figure.update_layout(margin=_MARGIN, height=300, showlegend=False)
     return figure

@@ -111,6 +111,28 @@ def test_per_class_and_weight_figures():
         plotting.weight_histogram_figure(histograms, ("banana",))
 
 
+def test_architecture_figure_draws_the_chain_of_maps():
+    rows = [
+        {"name": "input", "kind": "InputLayer", "output_shape": (None, 64, 64, 3), "parameters": 0},
+        {"name": "conv1", "kind": "Conv2D", "output_shape": (None, 64, 64, 16), "parameters": 448},
+        {"name": "pool1", "kind": "MaxPooling2D", "output_shape": (None, 32, 32, 16), "parameters": 0},
+        {"name": "conv2", "kind": "Conv2D", "output_shape": (None, 32, 32, 64), "parameters": 9280},
+        {"name": "flatten", "kind": "Flatten", "output_shape": (None, 65536), "parameters": 0},
+        {"name": "logits", "kind": "Dense", "output_shape": (None, 4), "parameters": 262148},
+    ]
+    figure = plotting.architecture_figure(rows)
+    trace = figure.data[0]
+    assert list(trace.text) == ["conv1", "pool1", "conv2", "flatten", "logits"]  # no input layer
+    assert list(trace.y) == [64, 32, 32, 1, 1]  # vectors sit at side 1
+    sizes = list(trace.marker.size)
+    assert sizes[2] > sizes[0] > sizes[4]  # more channels, bigger box
+    assert trace.marker.color[0] != trace.marker.color[1]  # convolutions and pooling apart
+    assert list(figure.layout.yaxis.tickvals) == [1, 2, 4, 8, 16, 32, 64]
+    assert figure.layout.yaxis.type == "log"
+    with pytest.raises(cnnviz.ConfigError):
+        plotting.architecture_figure(rows[:1])
+
+
 def test_save_png_writes_arrays(tmp_path):
     from PIL import Image
 
