@@ -12,8 +12,7 @@ from ui.state import keep_widget_state, share_settings
 st.set_page_config(page_title="cnnviz studio", page_icon="🔍", layout="wide")
 
 keep_widget_state()
-model_picker()
-mark_entry_run()
+# The navigation first: while the model loads, a new server shows the studio's menu, not its file names.
 navigation = st.navigation(
     {
         "Use": [st.Page("pages/predict.py", title="Predict", icon=":material/image_search:", default=True)],
@@ -30,5 +29,7 @@ navigation = st.navigation(
         "Improve": [st.Page("pages/improve.py", title="Compare variants", icon=":material/trending_up:")],
     }
 )
+model_picker()
+mark_entry_run()
 navigation.run()
 share_settings()

@@ -158,6 +158,9 @@ def test_a_deep_link_as_the_first_request_gets_the_studios_navigation(server, pa
     # starts in its legacy multipage mode (a pages/ folder exists) and, unmended, kept showing
     # lowercase file names as the navigation until somebody opened "/".
     page.goto(f"{server}/weights")
+    # While the first model loads (TensorFlow starts: seconds), the menu is already the studio's.
+    page.get_by_text("Loading the model").wait_for()
+    assert "Look inside" in page.get_by_test_id("stSidebarNav").inner_text()
     page.locator("h1", has_text="Weights").wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
     navigation = page.get_by_test_id("stSidebarNav")
