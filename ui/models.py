@@ -29,6 +29,7 @@ UPLOAD = "Upload a .keras model"
 
 CHOICE_KEY = "model.choice"
 CURRENT_KEY = "model.current"
+_PENDING_KEY = "model.pending"  # a default model chosen in this run, not loaded yet: (label, caption slot)
 UPLOADED_KEY = "model.uploaded"
 # Set by the Train page: the session's own model and the data it learnt from.
 TRAINED_MODEL_KEY = "train.model"
@@ -127,8 +128,8 @@ def _load_uploaded(data: bytes, name: str):
         os.unlink(path)
 
 
-def model_picker() -> ModelChoice | None:
-    """Draws the sidebar model choice and stores the chosen model for the pages."""
+def model_picker() -> None:
+    """Draws the sidebar model choice and stores the chosen model for the pages (see `current_model`)."""
     options = [*DEFAULTS, IMAGENET]
     if TRAINED_MODEL_KEY in st.session_state:
         options.append(SESSION)
@@ -139,12 +140,12 @@ def model_picker() -> ModelChoice | None:
     label = st.sidebar.selectbox("Model", options, key=CHOICE_KEY)
     choice = None
     if label in DEFAULTS:
-        file_name, prefix, source = DEFAULTS[label]
-        model = load_default_model(file_name)
-        choice = ModelChoice(
-            f"default:{file_name}", label, model, cnnviz.class_names_of(model), source, prefix
-        )
-    elif label == IMAGENET:
+        # Loaded when a page first asks (`current_model`), below the page's title: on a new server
+        # this load starts TensorFlow, and the visitor reads the page meanwhile.
+        st.session_state[CURRENT_KEY] = None
+        st.session_state[_PENDING_KEY] = (label, st.sidebar.empty())
+        return
+    if label == IMAGENET:
         choice = _imagenet_choice()
     elif label == SESSION:
         model = st.session_state[TRAINED_MODEL_KEY]
@@ -173,18 +174,35 @@ def model_picker() -> ModelChoice | None:
                     f"upload:{digest}", name, model, cnnviz.class_names_of(model), None, None
                 )
     st.session_state[CURRENT_KEY] = choice
+    st.session_state.pop(_PENDING_KEY, None)
     if label == IMAGENET:
         st.sidebar.caption(
             "Trained by Google on 1.3 million photos of 1000 everyday things (ImageNet). "
             "Try any photo of an animal, a vehicle or an object."
         )
     if choice is not None:
-        height, width, channels = choice.input_shape
-        st.sidebar.caption(
-            f"{len(choice.class_names)} classes: {', '.join(choice.class_names[:6])}"
-            f"{'...' if len(choice.class_names) > 6 else ''} · input {height}x{width}x{channels}"
-        )
-    return choice
+        _describe(choice, st.sidebar)
+
+
+def _describe(choice: ModelChoice, place) -> None:
+    height, width, channels = choice.input_shape
+    place.caption(
+        f"{len(choice.class_names)} classes: {', '.join(choice.class_names[:6])}"
+        f"{'...' if len(choice.class_names) > 6 else ''} · input {height}x{width}x{channels}"
+    )
+
+
+def _load_pending() -> None:
+    """Loads the default model that `model_picker` chose in this run, if it has not yet."""
+    pending = st.session_state.pop(_PENDING_KEY, None)
+    if pending is None:
+        return
+    label, caption_slot = pending
+    file_name, prefix, source = DEFAULTS[label]
+    model = load_default_model(file_name)
+    choice = ModelChoice(f"default:{file_name}", label, model, cnnviz.class_names_of(model), source, prefix)
+    st.session_state[CURRENT_KEY] = choice
+    _describe(choice, caption_slot)
 
 
 _ENTRY_RAN_KEY = "app.entry_ran"  # app.py ran in this script run (popped by the page)
@@ -198,7 +216,13 @@ def mark_entry_run() -> None:
 
 
 def current_model() -> ModelChoice | None:
+    _load_pending()
     return st.session_state.get(CURRENT_KEY)
+
+
+def finish_sidebar() -> None:
+    """Called by app.py after the page: loads the chosen model if the page did not need it."""
+    _load_pending()
 
 
 def _first_run_in_legacy_mode() -> bool:
@@ -236,6 +260,7 @@ def ensure_shell() -> None:
         st.set_page_config(page_title="cnnviz studio", layout="wide")
         keep_widget_state()
         model_picker()
+        _load_pending()  # no app.py to finish the sidebar in this run
 
 
 def require_model() -> ModelChoice:

@@ -6,6 +6,7 @@ CNNVIZ_REQUIRE_E2E=1 (set by .ci/run), where they fail. With
 CNNVIZ_UPDATE_SCREENSHOTS=1 they also write docs/screenshots/*.png.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -79,13 +80,14 @@ def _cpu_share(pid: int, seconds: float = 3.0) -> float:
     return (_cpu_seconds(pid) - before) / seconds
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def _streamlit_server(log_folder: Path):
+    """`streamlit run app.py` on a free port; yields its URL once it answers."""
     port = _free_port()
     # A run stops 5 s after its tab closes (30 s by default), so the test of that is short.
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CNNVIZ_MAX_UNWATCHED_SECONDS="5")
     # A file, not a pipe: nobody reads a pipe while the tests run, and a full one would block the server.
-    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+b")  # noqa: SIM115 (closed below)
+    log = open(log_folder / "streamlit.log", "w+b")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -118,10 +120,18 @@ def server(tmp_path_factory):
         process.kill()
         log.seek(0)
         pytest.fail(f"streamlit did not start: {log.read().decode(errors='replace')[-2000:]}")
-    yield url
-    process.terminate()
-    process.wait(timeout=20)
-    log.close()
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with _streamlit_server(tmp_path_factory.mktemp("server")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -158,15 +168,31 @@ def test_a_deep_link_as_the_first_request_gets_the_studios_navigation(server, pa
     # starts in its legacy multipage mode (a pages/ folder exists) and, unmended, kept showing
     # lowercase file names as the navigation until somebody opened "/".
     page.goto(f"{server}/weights")
-    # While the first model loads (TensorFlow starts: seconds), the menu is already the studio's.
+    # While the first model loads (TensorFlow starts: seconds), the menu is already the studio's
+    # and the page already shows its title and what it is about.
     page.get_by_text("Loading the model").wait_for()
     assert "Look inside" in page.get_by_test_id("stSidebarNav").inner_text()
+    assert page.locator("h1", has_text="Weights").count() == 1
     page.locator("h1", has_text="Weights").wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
     navigation = page.get_by_test_id("stSidebarNav")
     navigation.get_by_text("Look inside").wait_for()
     assert "activations" not in navigation.inner_text()  # the legacy list's lowercase name
     assert page.get_by_test_id("stException").count() == 0
+
+
+def test_a_new_visitor_reads_the_page_while_tensorflow_starts(browser, tmp_path):
+    # A server of its own: its first request is "/", and the first model load starts TensorFlow.
+    with _streamlit_server(tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(90_000)
+        page.goto(url)
+        page.get_by_text("Loading the model").wait_for()
+        assert page.locator("h1", has_text="What does the network see").count() == 1
+        assert "Look inside" in page.get_by_test_id("stSidebarNav").inner_text()
+        page.get_by_test_id("stMetricValue").wait_for()  # then the answer
+        assert _metric(page) == "circle"
+        page.close()
 
 
 def test_predict_page_answers_a_sample_and_an_upload_with_a_heatmap(server, page, tmp_path):
@@ -252,6 +278,8 @@ def test_clicking_a_confusion_matrix_cell_shows_its_images(server, page):
 def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
     # Digits: short epochs even on a loaded 2-core machine; 50 epochs and no time budget, so Stop ends the run.
     page.goto(f"{server}/train?data.source=%22digits%22&train.epochs=50&train.budget=0")
+    # The Train page never asks for the sidebar's model; app.py still describes it there.
+    page.get_by_test_id("stSidebar").get_by_text("4 classes: circle, square, triangle, star").wait_for()
     page.get_by_role("button", name="Train").click()
     stop = page.get_by_test_id("stButton").get_by_role("button", name="Stop")  # not the status widget's
     stop.wait_for()
