@@ -8,10 +8,12 @@ says what is wrong and exits with status 2 (1 for a failure mid-way). With
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -613,6 +615,36 @@ def _command_compare(args) -> int:
     return EXIT_BAD_INPUT if len(failed) == len(results) else 0
 
 
+@contextlib.contextmanager
+def _native_stderr_held_back():
+    """Keeps what native code writes to file descriptor 2 off the terminal, unless the block fails.
+
+    TensorFlow's C++ side logs INFO lines while it loads ("oneDNN custom operations are
+    on", on CPUs with AVX-512) before TF_CPP_MIN_LOG_LEVEL applies. The CLI's stderr
+    is for its own one-line messages, so such lines go to a temporary file, shown only
+    if the block raises.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 to redirect
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -620,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
+        with _native_stderr_held_back():
+            import tensorflow  # noqa: F401 (every command needs it; --help and usage errors do not)
         handler = {
             "train": _command_train,
             "evaluate": _command_evaluate,

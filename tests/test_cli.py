@@ -138,6 +138,23 @@ def test_not_a_model_file(capsys, tmp_path):
     assert status == 2 and "not a Keras 3 .keras model file" in err
 
 
+def test_native_noise_on_stderr_is_held_back_unless_the_block_fails(capfd):
+    import os
+
+    from cnnviz.cli import _native_stderr_held_back
+
+    # What TensorFlow's C++ side writes to descriptor 2 while it loads, on AVX-512 CPUs.
+    with _native_stderr_held_back():
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on.\n")
+    assert capfd.readouterr().err == ""
+    with pytest.raises(ImportError), _native_stderr_held_back():
+        os.write(2, b"libtensorflow_cc.so.2: cannot open shared object file\n")
+        raise ImportError("no tensorflow")
+    assert "cannot open shared object file" in capfd.readouterr().err  # a failure keeps its reason
+    print("after", file=sys.stderr)
+    assert capfd.readouterr().err == "after\n"  # and stderr is back
+
+
 def test_python_dash_m_entry_point(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "cnnviz", "predict", str(tmp_path / "none.keras"), "x.png"],

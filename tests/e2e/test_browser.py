@@ -108,7 +108,6 @@ def _streamlit_server(log_folder: Path):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    SERVER["pid"] = process.pid
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -121,7 +120,7 @@ def _streamlit_server(log_folder: Path):
         log.seek(0)
         pytest.fail(f"streamlit did not start: {log.read().decode(errors='replace')[-2000:]}")
     try:
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -130,7 +129,8 @@ def _streamlit_server(log_folder: Path):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with _streamlit_server(tmp_path_factory.mktemp("server")) as url:
+    with _streamlit_server(tmp_path_factory.mktemp("server")) as (url, pid):
+        SERVER["pid"] = pid  # for the tests that read its CPU use and memory
         yield url
 
 
@@ -183,7 +183,7 @@ def test_a_deep_link_as_the_first_request_gets_the_studios_navigation(server, pa
 
 def test_a_new_visitor_reads_the_page_while_tensorflow_starts(browser, tmp_path):
     # A server of its own: its first request is "/", and the first model load starts TensorFlow.
-    with _streamlit_server(tmp_path) as url:
+    with _streamlit_server(tmp_path) as (url, _):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(90_000)
         page.goto(url)
