@@ -134,8 +134,12 @@ def test_sanity_check_randomized_weights_change_the_map(shapes_model, unseen_sha
     random_model = keras.models.clone_model(shapes_model)  # same design, fresh weights
     trained = cnnviz.explain(shapes_model, images, method=method, class_index=0)
     randomized = cnnviz.explain(random_model, images, method=method, class_index=0)
-    correlations = [spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(trained, randomized)]
-    assert np.nanmean(correlations) < 0.5
+    # Only maps that say something count (Grad-CAM's ReLU can zero a map for a class not in the image);
+    # a flat map from the random model shares nothing with the trained one.
+    pairs = [(a.ravel(), b.ravel()) for a, b in zip(trained, randomized) if np.ptp(a) > 0]
+    assert len(pairs) >= 3
+    correlations = [spearmanr(a, b)[0] if np.ptp(b) > 0 else 0.0 for a, b in pairs]
+    assert np.mean(correlations) < 0.5
 
 
 def test_score_cam_channel_cap_is_the_fast_variant(shapes_model, unseen_shapes):
