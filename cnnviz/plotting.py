@@ -8,6 +8,7 @@ runs a model. The same figures work in a notebook, in the studio
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -511,6 +512,9 @@ def training_curves_figure(epochs: list[dict]):
     return figure
 
 
+_LABEL_SPACING = 0.12  # points nearer than this (a share of the plot's side) share one label
+
+
 def comparison_figure(results: list[Any]):
     """Accuracy against training time, one labelled point per variant, beside
     each variant's validation accuracy per epoch.
@@ -524,6 +528,21 @@ def comparison_figure(results: list[Any]):
     go = _go()
     ran = [result for result in results if result.error is None and result.accuracy is not None]
     measured_on = ran[0].measured_on if ran else "validation"
+    longest = max((result.train_seconds for result in ran), default=1.0)
+    # Variants with the same budget and close accuracies sit on one spot: one label there names
+    # them all (best first), so names never run into each other.
+    spots = [(result.train_seconds / (longest * 1.25), result.accuracy / 1.05) for result in ran]
+    groups: list[list[int]] = []
+    for index, spot in enumerate(spots):
+        near = next((g for g in groups if any(math.dist(spot, spots[j]) < _LABEL_SPACING for j in g)), None)
+        if near is None:
+            groups.append([index])
+        else:
+            near.append(index)
+    labels = {}
+    for group in groups:
+        ranked = sorted(group, key=lambda j: -ran[j].accuracy)
+        labels[ranked[0]] = ", ".join(ran[j].name for j in ranked)
     figure = make_subplots(
         rows=1,
         cols=2,
@@ -536,10 +555,10 @@ def comparison_figure(results: list[Any]):
             go.Scatter(
                 x=[result.train_seconds],
                 y=[result.accuracy],
-                mode="markers+text",
-                text=[result.name],
-                # Variants with equal budgets share an x: alternate the labels so they never overlap.
-                textposition=("top center", "bottom center", "middle left", "middle right")[index % 4],
+                mode="markers+text" if index in labels else "markers",
+                text=[labels.get(index, "")],
+                # Beside the point, towards the middle: clear of the title above and of the axes.
+                textposition="middle left" if spots[index][0] > 0.5 else "middle right",
                 marker={"size": 14, "color": color},
                 cliponaxis=False,  # a label above a point near 100 % stays visible
                 name=result.name,
@@ -566,7 +585,6 @@ def comparison_figure(results: list[Any]):
             row=1,
             col=2,
         )
-    longest = max((result.train_seconds for result in ran), default=1.0)
     figure.update_xaxes(title_text="training seconds", range=[0, longest * 1.25], row=1, col=1)
     figure.update_xaxes(title_text="epoch", row=1, col=2)
     # Accuracy on its whole 0-100 % scale: small gaps look small, and ticks never repeat.

@@ -133,6 +133,31 @@ def test_architecture_figure_draws_the_chain_of_maps():
         plotting.architecture_figure(rows[:1])
 
 
+def test_comparison_figure_names_points_only_where_names_cannot_collide():
+    from cnnviz.comparison import VariantResult
+
+    def result(name, accuracy, seconds):
+        history = {"val_accuracy": [accuracy / 2, accuracy]}
+        return VariantResult(name, name, accuracy=accuracy, train_seconds=seconds, epochs=2, history=history)
+
+    apart = plotting.comparison_figure([result("baseline", 0.5, 10.0), result("deeper", 0.95, 10.0)])
+    assert [trace.mode for trace in apart.data[::2]] == ["markers+text"] * 2
+    assert [trace.text[0] for trace in apart.data[::2]] == ["baseline", "deeper"]
+    # Same budget, accuracies a few tenths of a point apart: one spot, one label naming them best first.
+    variants = [result("dropout", 0.989, 10.0), result("baseline", 0.994, 10.1), result("sgd", 0.6, 10.0)]
+    close = plotting.comparison_figure(variants)
+    points = close.data[::2]
+    assert [trace.name for trace in points] == ["dropout", "baseline", "sgd"]
+    assert [trace.mode for trace in points] == ["markers", "markers+text", "markers+text"]
+    assert points[1].text[0] == "baseline, dropout"
+    assert points[2].text[0] == "sgd"
+    failed = VariantResult("transfer", "transfer", error="no weights offline")
+    assert [trace.name for trace in plotting.comparison_figure([result("a", 0.9, 5.0), failed]).data] == [
+        "a",
+        "a",
+    ]
+
+
 def test_save_png_writes_arrays(tmp_path):
     from PIL import Image
 
