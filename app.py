@@ -6,7 +6,7 @@ choice (shared by every page) and navigation; each page lives in pages/.
 
 import streamlit as st
 
-from ui.models import finish_sidebar, mark_entry_run, model_picker
+from ui.models import load_pending_model, mark_entry_run, model_picker
 from ui.state import keep_widget_state, share_settings
 
 st.set_page_config(page_title="cnnviz studio", page_icon="🔍", layout="wide")
@@ -34,5 +34,5 @@ mark_entry_run()
 try:
     navigation.run()
 finally:  # also after a page's st.stop()
-    finish_sidebar()
+    load_pending_model()
 share_settings()

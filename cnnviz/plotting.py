@@ -516,8 +516,8 @@ _LABEL_SPACING = 0.12  # points nearer than this (a share of the plot's side) sh
 
 
 def comparison_figure(results: list[Any]):
-    """Accuracy against training time, one labelled point per variant, beside
-    each variant's validation accuracy per epoch.
+    """Accuracy against training time, one point per variant (points on one spot
+    share a label), beside each variant's validation accuracy per epoch.
 
     Args:
         results: `cnnviz.compare` `VariantResult`s (failed ones are left out).
@@ -560,7 +560,7 @@ def comparison_figure(results: list[Any]):
                 # Beside the point, towards the middle: clear of the title above and of the axes.
                 textposition="middle left" if spots[index][0] > 0.5 else "middle right",
                 marker={"size": 14, "color": color},
-                cliponaxis=False,  # a label above a point near 100 % stays visible
+                cliponaxis=False,  # a point at 100 % and its label stay whole
                 name=result.name,
                 legendgroup=result.name,
                 hovertemplate=(

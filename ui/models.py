@@ -192,8 +192,10 @@ def _describe(choice: ModelChoice, place) -> None:
     )
 
 
-def _load_pending() -> None:
-    """Loads the default model that `model_picker` chose in this run, if it has not yet."""
+def load_pending_model() -> None:
+    """Loads the default model that `model_picker` chose in this run, if no page has asked for it yet.
+
+    app.py calls it after the page, so the sidebar describes the model on every page."""
     pending = st.session_state.pop(_PENDING_KEY, None)
     if pending is None:
         return
@@ -216,13 +218,8 @@ def mark_entry_run() -> None:
 
 
 def current_model() -> ModelChoice | None:
-    _load_pending()
+    load_pending_model()
     return st.session_state.get(CURRENT_KEY)
-
-
-def finish_sidebar() -> None:
-    """Called by app.py after the page: loads the chosen model if the page did not need it."""
-    _load_pending()
 
 
 def _first_run_in_legacy_mode() -> bool:
@@ -260,7 +257,7 @@ def ensure_shell() -> None:
         st.set_page_config(page_title="cnnviz studio", layout="wide")
         keep_widget_state()
         model_picker()
-        _load_pending()  # no app.py to finish the sidebar in this run
+        load_pending_model()  # no app.py to finish the sidebar in this run
 
 
 def require_model() -> ModelChoice:
