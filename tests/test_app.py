@@ -395,6 +395,39 @@ def test_the_batch_chart_follows_only_epochs_that_run_long():
     assert [row["batch"] for row in job.batches(after_seconds=3.0)] == [1, 2, 3]
 
 
+def test_a_stopped_run_leaves_no_tf_data_iterator_behind():
+    # A fit stopped mid-epoch leaves its tf.data iterators in reference cycles. Left to the interpreter's
+    # exit, their destructors hung the server's shutdown (seen in the browser tests); the job frees them.
+    import gc
+    import time
+
+    from tensorflow.python.data.ops.iterator_ops import OwnedIterator
+
+    import cnnviz
+    from ui.training import TrainingJob
+
+    def iterators():
+        return sum(isinstance(obj, OwnedIterator) for obj in gc.get_objects())
+
+    data = cnnviz.load_dataset("digits")
+    model_config = cnnviz.preset_config("fast", data.image_shape, data.num_classes)
+    job = TrainingJob("digits", model_config, cnnviz.TrainConfig(epochs=50), 1)
+    gc.collect()
+    before = iterators()
+    gc.disable()  # only the job may collect, as on a busy server where no collection comes in time
+    try:
+        job.start(data)
+        deadline = time.monotonic() + 120
+        while not job.epochs() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        job.stop()
+        job.thread.join(timeout=60)
+        assert job.error is None and job.result.stop_reason == "stopped"
+        assert iterators() == before
+    finally:
+        gc.enable()
+
+
 def test_out_of_range_and_malformed_link_values_never_break_a_page():
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     for key, raw in {

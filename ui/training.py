@@ -12,6 +12,7 @@ job object is then dropped with the session's state).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
 import os
 import shutil
@@ -125,6 +126,10 @@ class _BackgroundJob:
             self.error = self._out_of_memory
         except Exception as error:  # a bug or an unexpected TensorFlow error: shown, never a dead app
             self.error = f"{self._failure}: {type(error).__name__}: {error}"
+        finally:
+            # A fit that stopped early leaves its tf.data iterators in reference cycles. Freed now, on
+            # this thread; left to the interpreter's exit, their destructors can hang the server's shutdown.
+            gc.collect()
 
     def _work(self, data) -> None:
         raise NotImplementedError
