@@ -28,6 +28,14 @@ from cnnviz.errors import DatasetError, ImageError
 from cnnviz.images import IMAGE_SUFFIXES, load_image, resize_image
 
 BUILTIN_SOURCES = ("shapes", "digits", "mnist", "fashion_mnist", "cifar10")
+# The (height, width) each built-in source comes in when no image size is asked for.
+_NATIVE_SIZES = {
+    "shapes": (64, 64),
+    "digits": (28, 28),
+    "mnist": (28, 28),
+    "fashion_mnist": (28, 28),
+    "cifar10": (32, 32),
+}
 
 _JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 
@@ -76,6 +84,24 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @classmethod
+    def merge(cls, parts: list[Split]) -> Split:
+        """One split holding the images of `parts`, in order."""
+        boxes = (
+            None
+            if any(part.boxes is None for part in parts)
+            else np.concatenate([part.boxes for part in parts])
+        )
+        files = (
+            None if any(part.files is None for part in parts) else [f for part in parts for f in part.files]
+        )
+        return cls(
+            np.concatenate([part.images for part in parts]),
+            np.concatenate([part.labels for part in parts]).astype(np.int64),
+            boxes,
+            files,
+        )
+
     def subset(self, indices: NDArray) -> Split:
         return Split(
             self.images[indices],
@@ -110,7 +136,7 @@ class LoadReport:
         return text
 
 
-class _Described:
+class Described:
     """The class count and one-line summary `Dataset` and `streaming.ImageStream` share."""
 
     _summary_note = ""  # said after the split sizes
@@ -129,7 +155,7 @@ class _Described:
 
 
 @dataclasses.dataclass
-class Dataset(_Described):
+class Dataset(Described):
     """Images, labels and class names in train / validation / test splits.
 
     Attributes:
@@ -137,6 +163,8 @@ class Dataset(_Described):
         class_names: tuple of str, index `i` names label `i`.
         train, validation, test: `Split`s; validation may be empty.
         report: `LoadReport` for folder and zip sources, else `None`.
+        seed: int, the seed the splits were drawn with (and `shapes` generated
+            with): the same source and seed give the same test images.
     """
 
     name: str
@@ -145,13 +173,14 @@ class Dataset(_Described):
     validation: Split
     test: Split
     report: LoadReport | None = None
+    seed: int = 0
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(int(size) for size in self.train.images.shape[1:])
 
 
-def _stratified_split(labels: NDArray, fractions: tuple[float, ...], seed: int) -> list[NDArray[np.int64]]:
+def stratified_split(labels: NDArray, fractions: tuple[float, ...], seed: int) -> list[NDArray[np.int64]]:
     """Splits indices per class so every split keeps the class balance."""
     rng = np.random.default_rng(seed)
     parts: list[list[NDArray]] = [[] for _ in range(len(fractions) + 1)]
@@ -190,7 +219,7 @@ def _split_arrays(
     report: LoadReport | None = None,
 ) -> Dataset:
     whole = Split(images, labels.astype(np.int64), boxes, files)
-    train_idx, val_idx, test_idx = _stratified_split(labels, (validation_split, test_split), seed)
+    train_idx, val_idx, test_idx = stratified_split(labels, (validation_split, test_split), seed)
     return Dataset(
         name,
         class_names,
@@ -198,6 +227,7 @@ def _split_arrays(
         whole.subset(val_idx),
         whole.subset(test_idx),
         report,
+        seed,
     )
 
 
@@ -205,15 +235,20 @@ def _carve_validation(dataset: Dataset, validation_split: float, seed: int) -> D
     """Takes a validation split out of a dataset that came with train / test only."""
     if validation_split <= 0:
         return dataset
-    train_idx, val_idx = _stratified_split(dataset.train.labels, (validation_split,), seed)
+    train_idx, val_idx = stratified_split(dataset.train.labels, (validation_split,), seed)
     train = dataset.train
     return dataclasses.replace(dataset, train=train.subset(train_idx), validation=train.subset(val_idx))
 
 
-def _check_fraction(name: str, value: float) -> float:
+def check_fraction(name: str, value: float) -> float:
     if not 0.0 <= float(value) < 1.0:
         raise DatasetError(f"{name} must be in [0, 1), got {value!r}.")
     return float(value)
+
+
+def native_image_size(source: str) -> tuple[int, int] | None:
+    """The `(height, width)` a built-in source loads at by default; `None` for folders and zips."""
+    return _NATIVE_SIZES.get(str(source).strip().lower().replace("-", "_"))
 
 
 def _resize_all(images: NDArray, size: tuple[int, int] | None) -> NDArray:
@@ -222,7 +257,7 @@ def _resize_all(images: NDArray, size: tuple[int, int] | None) -> NDArray:
     return np.stack([resize_image(image, size) for image in images])
 
 
-def _normalize_size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+def normalize_size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     if image_size is None:
         return None
     if isinstance(image_size, (int, np.integer)):
@@ -268,8 +303,8 @@ def load_dataset(
         DatasetError: unknown source, a folder or zip that cannot be used, or a
             keras.datasets download that is not possible (offline, not cached).
     """
-    validation_split = _check_fraction("validation_split", validation_split)
-    test_split = _check_fraction("test_split", test_split)
+    validation_split = check_fraction("validation_split", validation_split)
+    test_split = check_fraction("test_split", test_split)
     if validation_split + test_split >= 0.9:
         raise DatasetError(
             f"validation_split + test_split must leave some training data, got "
@@ -277,7 +312,7 @@ def load_dataset(
         )
     if num_samples is not None and int(num_samples) < 1:
         raise DatasetError(f"num_samples must be positive, got {num_samples}.")
-    size = _normalize_size(image_size)
+    size = normalize_size(image_size)
     text = os.fspath(source)
     key = text.strip().lower().replace("-", "_")
     if key == "shapes":
@@ -287,15 +322,13 @@ def load_dataset(
     if key in ("mnist", "fashion_mnist", "cifar10"):
         return _load_keras_dataset(key, size, validation_split, seed, num_samples)
     path = Path(text).expanduser()
-    if path.is_dir():
-        return load_image_folder(path, size or (64, 64), validation_split, test_split, seed, progress)
-    if path.is_file():
-        if not zipfile.is_zipfile(path):
-            raise DatasetError(
-                f"{path.name}: not a zip file; give a .zip of class folders, a folder, "
-                f"or one of {', '.join(BUILTIN_SOURCES)}."
-            )
-        return load_image_zip(path, size or (64, 64), validation_split, test_split, seed, progress)
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise DatasetError(
+            f"{path.name}: not a zip file; give a .zip of class folders, a folder, "
+            f"or one of {', '.join(BUILTIN_SOURCES)}."
+        )
+    if path.is_dir() or path.is_file():
+        return _load_files(path, size or (64, 64), validation_split, test_split, seed, progress)
     raise DatasetError(
         f"unknown data source {text!r}: give one of {', '.join(BUILTIN_SOURCES)}, "
         "a folder of class subfolders, or a .zip of one."
@@ -346,7 +379,7 @@ def _load_keras_dataset(key, size, validation_split, seed, num_samples) -> Datas
         "cifar10": (keras.datasets.cifar10.load_data, CIFAR10_CLASSES, "cifar-10-batches-py-target"),
     }
     load, class_names, cache_name = loaders[key]
-    cache_dir = Path(_keras_home()) / "datasets"
+    cache_dir = Path(keras_home()) / "datasets"
     try:
         (x_train, y_train), (x_test, y_test) = load()
     except Exception as error:  # keras raises bare Exception on fetch failures
@@ -362,28 +395,23 @@ def _load_keras_dataset(key, size, validation_split, seed, num_samples) -> Datas
     train = Split(_resize_all(x_train.astype(np.uint8), size), y_train)
     no_validation = train.subset(np.zeros(0, dtype=np.int64))
     test = Split(_resize_all(x_test.astype(np.uint8), size), y_test)
-    dataset = Dataset(key, class_names, train, no_validation, test)
+    dataset = Dataset(key, class_names, train, no_validation, test, seed=seed)
     return _carve_validation(dataset, validation_split, seed)
 
 
-def _keras_home() -> str:
-    """Where keras.datasets caches files (KERAS_HOME, read when Keras loads)."""
-    try:
-        from keras.src.backend.config import keras_home
-
-        return keras_home()
-    except ImportError:  # a Keras without this private helper
-        return os.environ.get("KERAS_HOME") or str(Path.home() / ".keras")
+def keras_home() -> str:
+    """The Keras cache folder: `$KERAS_HOME`, else `~/.keras` (as Keras documents it)."""
+    return os.environ.get("KERAS_HOME") or str(Path.home() / ".keras")
 
 
 # --- folders and zips -------------------------------------------------------
 
 
-def _is_junk(parts: tuple[str, ...]) -> bool:
+def is_junk(parts: tuple[str, ...]) -> bool:
     return any(part == "__MACOSX" or part.lower() in _JUNK_NAMES or part.startswith("._") for part in parts)
 
 
-def _is_hidden(parts: tuple[str, ...]) -> bool:
+def is_hidden(parts: tuple[str, ...]) -> bool:
     return any(part.startswith(".") for part in parts)
 
 
@@ -407,7 +435,7 @@ def _folder_entries(root: Path, report: LoadReport) -> list[_Entry]:
         for file_name in sorted(files):
             full = Path(directory) / file_name
             parts = full.relative_to(root).parts
-            if _is_junk(parts) or _is_hidden(parts):
+            if is_junk(parts) or is_hidden(parts):
                 report.ignored += 1
                 continue
             if full.is_symlink():
@@ -465,7 +493,7 @@ def _zip_entries(path: Path, report: LoadReport) -> list[_Entry]:
         if posix.is_absolute() or ".." in parts or (len(name) > 1 and name[1] == ":"):
             report.skipped.append((name, "unsafe path in zip (absolute or '..'), skipped"))
             continue
-        if _is_junk(parts) or _is_hidden(parts):
+        if is_junk(parts) or is_hidden(parts):
             report.ignored += 1
             continue
         if stat.S_ISLNK(info.external_attr >> 16):
@@ -491,20 +519,13 @@ def _unwrap_single_top(entries: list[_Entry]) -> list[_Entry]:
     return entries
 
 
-def _read_entries(
-    label: str,
-    entries: list[_Entry],
-    size: tuple[int, int],
-    validation_split: float,
-    test_split: float,
-    seed: int,
-    report: LoadReport,
-    progress: Callable[[int, int], None] | None,
-) -> Dataset:
+def _class_entries(label: str, entries: list[_Entry], report: LoadReport):
+    """The image entries inside class folders, each one's split (when the tree has train/ and test/),
+    and the class names."""
     entries = _unwrap_single_top(entries)
-    loose = [entry for entry in entries if len(entry.parts) == 1]
-    for entry in loose:
-        report.skipped.append((entry.name, "not inside a class folder"))
+    for entry in entries:
+        if len(entry.parts) == 1:
+            report.skipped.append((entry.name, "not inside a class folder"))
     entries = [entry for entry in entries if len(entry.parts) >= 2]
     top_names = {entry.parts[0].lower() for entry in entries}
     has_splits = {"train", "test"} <= top_names and all(
@@ -533,6 +554,11 @@ def _read_entries(
             candidates.append(entry)
         else:
             report.skipped.append((entry.name, "not an image file type"))
+    return candidates, split_of if has_splits else None, class_names
+
+
+def _decode_entries(candidates, class_names, split_of, report, progress):
+    """Decodes every candidate in a small thread pool: images, labels, file names and splits."""
 
     def decode(entry: _Entry):
         try:
@@ -554,13 +580,15 @@ def _read_entries(
             images.append(image)
             labels.append(class_names.index(entry.parts[0]))
             files.append(entry.name)
-            splits.append(split_of.get(id(entry), ""))
+            splits.append((split_of or {}).get(id(entry), ""))
+    return images, labels, files, splits
+
+
+def _drop_empty_classes(label: str, class_names, labels, report: LoadReport):
+    """A class folder without images cannot be learned: drop it and say so. Needs two classes left."""
     counts = Counter(labels)
     empty = [name for index, name in enumerate(class_names) if counts[index] == 0]
-    if not images:
-        raise DatasetError(f"{label}: no readable images found ({report.summary()}).")
     if empty:
-        # A class folder without images cannot be learned; drop it, say so.
         keep = [name for name in class_names if name not in empty]
         remap = {class_names.index(name): new for new, name in enumerate(keep)}
         labels = [remap[old] for old in labels]
@@ -572,28 +600,52 @@ def _read_entries(
             f"{label}: only one class ({class_names[0]!r}) has images; a classifier needs at "
             "least two class folders."
         )
+    return class_names, labels
+
+
+def _read_entries(
+    label: str,
+    entries: list[_Entry],
+    size: tuple[int, int],
+    validation_split: float,
+    test_split: float,
+    seed: int,
+    report: LoadReport,
+    progress: Callable[[int, int], None] | None,
+) -> Dataset:
+    candidates, split_of, class_names = _class_entries(label, entries, report)
+    images, labels, files, splits = _decode_entries(candidates, class_names, split_of, report, progress)
+    if not images:
+        raise DatasetError(f"{label}: no readable images found ({report.summary()}).")
+    class_names, labels = _drop_empty_classes(label, class_names, labels, report)
     # Grayscale stays grayscale, also when a format stored it as RGB (WebP).
     channels = 1 if all(_is_gray(image) for image in images) else 3
     array = np.stack([resize_image(image, size, channels) for image in images])
     label_array = np.asarray(labels, dtype=np.int64)
     report.loaded = len(images)
     report.per_class = {
-        name: int(counts_)
-        for name, counts_ in zip(class_names, np.bincount(label_array, minlength=len(class_names)))
+        name: int(count)
+        for name, count in zip(class_names, np.bincount(label_array, minlength=len(class_names)))
     }
-    if has_splits:
-        split_array = np.asarray(splits)
-        whole = Split(array, label_array, None, files)
-        train = whole.subset(np.flatnonzero(split_array == "train"))
-        test = whole.subset(np.flatnonzero(split_array == "test"))
-        validation = whole.subset(np.flatnonzero(split_array == "validation"))
-        dataset = Dataset(label, class_names, train, validation, test, report)
-        if len(validation) == 0:
-            dataset = _carve_validation(dataset, validation_split, seed)
-        return dataset
-    return _split_arrays(
-        label, class_names, array, label_array, validation_split, test_split, seed, files=files, report=report
+    if split_of is None:
+        return _split_arrays(
+            label,
+            class_names,
+            array,
+            label_array,
+            validation_split,
+            test_split,
+            seed,
+            files=files,
+            report=report,
+        )
+    split_array = np.asarray(splits)
+    whole = Split(array, label_array, None, files)
+    train, test, validation = (
+        whole.subset(np.flatnonzero(split_array == name)) for name in ("train", "test", "validation")
     )
+    dataset = Dataset(label, class_names, train, validation, test, report, seed)
+    return _carve_validation(dataset, validation_split, seed) if len(validation) == 0 else dataset
 
 
 def _is_gray(image: NDArray) -> bool:
@@ -604,35 +656,20 @@ def _is_gray(image: NDArray) -> bool:
     return bool(np.abs(channels[..., 0:1] - channels[..., 1:]).max() <= 3)
 
 
-def load_image_folder(
-    root: str | os.PathLike,
-    image_size: tuple[int, int] = (64, 64),
-    validation_split: float = 0.1,
-    test_split: float = 0.2,
-    seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+def _load_files(
+    path: Path,
+    image_size: tuple[int, int],
+    validation_split: float,
+    test_split: float,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
 ) -> Dataset:
-    """Loads a folder with one subfolder of images per class. See `load_dataset`."""
-    root = Path(root)
+    """Loads a folder with one subfolder of images per class, or a zip of one, read in place and never
+    extracted: entries with absolute paths, `..` or symbolic links are skipped, and the zip's declared and
+    actual unpacked sizes are checked against `cnnviz.limits`. See `load_dataset`."""
     report = LoadReport()
-    entries = _folder_entries(root, report)
-    return _read_entries(root.name, entries, image_size, validation_split, test_split, seed, report, progress)
-
-
-def load_image_zip(
-    path: str | os.PathLike,
-    image_size: tuple[int, int] = (64, 64),
-    validation_split: float = 0.1,
-    test_split: float = 0.2,
-    seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
-) -> Dataset:
-    """Loads a zip of class folders without extracting it. See `load_dataset`.
-
-    Entries with absolute paths, `..` or symbolic links are skipped; the zip's
-    declared and actual unpacked sizes are checked against `cnnviz.limits`.
-    """
-    path = Path(path)
-    report = LoadReport()
-    entries = _zip_entries(path, report)
-    return _read_entries(path.stem, entries, image_size, validation_split, test_split, seed, report, progress)
+    if path.is_dir():
+        label, entries = path.name, _folder_entries(path, report)
+    else:
+        label, entries = path.stem, _zip_entries(path, report)
+    return _read_entries(label, entries, image_size, validation_split, test_split, seed, report, progress)

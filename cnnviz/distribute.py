@@ -135,3 +135,24 @@ def distributed_fit(model):
     finally:
         tf_trainer._collective_all_reduce_multi_worker = original_check
         object.__delattr__(model, "_maybe_symbolic_build")
+
+
+def save_as_chief(model, path, strategy=None, class_names=None):
+    """Saves `model` to `path` on the chief; other workers save in step to a scratch file they drop.
+
+    Under MultiWorkerMirroredStrategy saving reads variables through collective
+    ops, so every worker must save at the same moment; only the chief's file is kept.
+
+    Returns:
+        The path written, or `None` on a worker that is not the chief.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from cnnviz.saving import save_model
+
+    if is_chief(strategy):
+        return save_model(model, path, class_names)
+    with tempfile.TemporaryDirectory(prefix="cnnviz-worker-") as scratch:
+        save_model(model, Path(scratch) / Path(path).name, class_names)
+    return None

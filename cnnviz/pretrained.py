@@ -77,9 +77,9 @@ def backbone_size(input_side: int, size: int | None = None) -> int:
 
 
 def _keras_home() -> Path:
-    from cnnviz.data import _keras_home
+    from cnnviz.data import keras_home
 
-    return Path(_keras_home())
+    return Path(keras_home())
 
 
 def weights_file(backbone: str, size: int, include_top: bool = False) -> tuple[str, str, str | None]:
@@ -92,12 +92,8 @@ def weights_file(backbone: str, size: int, include_top: bool = False) -> tuple[s
         url = _KERAS_APPLICATIONS_URL + "tensorflow/keras-applications/mobilenet_v2/" + name
         return name, url, None
     if backbone == "efficientnet_b0":
-        try:
-            from keras.src.applications.efficientnet import WEIGHTS_HASHES
-
-            file_hash = WEIGHTS_HASHES["b0"][0 if include_top else 1]
-        except (ImportError, KeyError):  # a Keras that moved them: skip the check
-            file_hash = None
+        # The md5 sums keras.applications checks (keras/src/applications/efficientnet.py, WEIGHTS_HASHES["b0"]).
+        file_hash = "902e53a9f72be733fc0bcb005b3ebbac" if include_top else "50bc09e76180e00e4465e1a485ddc09d"
         name = "efficientnetb0" + (".h5" if include_top else "_notop.h5")
         return name, _KERAS_APPLICATIONS_URL + "keras-applications/" + name, file_hash
     raise _unknown_backbone(backbone)
@@ -120,7 +116,11 @@ def _fetch(name: str, url: str, file_hash: str | None, what: str, megabytes: flo
 
     cache = _keras_home() / "models"
     try:
-        return Path(keras.utils.get_file(name, url, cache_subdir="models", file_hash=file_hash))
+        return Path(
+            keras.utils.get_file(
+                name, url, cache_subdir="models", file_hash=file_hash, cache_dir=str(_keras_home())
+            )
+        )
     except Exception as error:  # keras raises a bare Exception on fetch failures
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise WeightsUnavailableError(

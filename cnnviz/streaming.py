@@ -31,13 +31,13 @@ from numpy.typing import NDArray
 
 from cnnviz import limits
 from cnnviz.data import (
+    Described,
     LoadReport,
-    _check_fraction,
-    _Described,
-    _is_hidden,
-    _is_junk,
-    _normalize_size,
-    _stratified_split,
+    check_fraction,
+    is_hidden,
+    is_junk,
+    normalize_size,
+    stratified_split,
 )
 from cnnviz.errors import DatasetError
 
@@ -59,7 +59,7 @@ class StreamSplit:
 
 
 @dataclasses.dataclass
-class ImageStream(_Described):
+class ImageStream(Described):
     """A folder of class subfolders read from disk batch by batch.
 
     Attributes:
@@ -71,6 +71,7 @@ class ImageStream(_Described):
         cache_dir: folder for tf.data's on-disk cache of decoded images, or
             `None` to decode every epoch. With a cache, the first epoch
             decodes and writes; later epochs read raw pixels back.
+        seed: int, the seed the splits were drawn with.
     """
 
     name: str
@@ -81,6 +82,7 @@ class ImageStream(_Described):
     test: StreamSplit
     report: LoadReport
     cache_dir: Path | None = None
+    seed: int = 0
 
     _summary_note = " (streamed from disk)"
 
@@ -153,7 +155,7 @@ class ImageStream(_Described):
             images, labels = self.arrays(split, limit)
             files = self._split(split).files[: len(labels)]
             splits.append(Split(images, labels, None, files))
-        return Dataset(f"{self.name} (sample)", self.class_names, *splits, report=self.report)
+        return Dataset(f"{self.name} (sample)", self.class_names, *splits, report=self.report, seed=self.seed)
 
     def _split(self, split: str) -> StreamSplit:
         if split not in ("train", "validation", "test"):
@@ -177,7 +179,7 @@ def _list_class_files(root: Path, report: LoadReport) -> tuple[tuple[str, ...], 
         (entry for entry in os.scandir(root) if entry.is_dir(follow_symlinks=False)),
         key=lambda entry: entry.name,
     )
-    top = [entry for entry in top if not _is_junk((entry.name,)) and not _is_hidden((entry.name,))]
+    top = [entry for entry in top if not is_junk((entry.name,)) and not is_hidden((entry.name,))]
     if len(top) == 1 and not any(
         entry.is_file() and entry.name.lower().endswith(STREAM_SUFFIXES) for entry in os.scandir(top[0].path)
     ):
@@ -189,7 +191,7 @@ def _list_class_files(root: Path, report: LoadReport) -> tuple[tuple[str, ...], 
             subdirs.sort()
             for file_name in sorted(names):
                 parts = Path(directory, file_name).relative_to(root).parts
-                if _is_junk(parts) or _is_hidden(parts):
+                if is_junk(parts) or is_hidden(parts):
                     report.ignored += 1
                 elif not file_name.lower().endswith(STREAM_SUFFIXES):
                     report.skipped.append(
@@ -273,7 +275,7 @@ def stream_image_folder(
     root = Path(root)
     report = LoadReport()
     class_names, files, labels = _list_class_files(root, report)
-    size = _normalize_size(image_size)
+    size = normalize_size(image_size)
     height, width, gray = _peek_shape(files)
     if size is not None:
         height, width = size
@@ -283,10 +285,10 @@ def stream_image_folder(
         raise DatasetError(f"channels must be 1 or 3, got {channels!r}.")
     labels_array = np.asarray(labels, dtype=np.int64)
     fractions = (
-        _check_fraction("validation_split", validation_split),
-        _check_fraction("test_split", test_split),
+        check_fraction("validation_split", validation_split),
+        check_fraction("test_split", test_split),
     )
-    train_index, validation_index, test_index = _stratified_split(labels_array, fractions, seed)
+    train_index, validation_index, test_index = stratified_split(labels_array, fractions, seed)
 
     def split(index) -> StreamSplit:
         return StreamSplit([files[i] for i in index], labels_array[index])
@@ -300,4 +302,5 @@ def stream_image_folder(
         split(test_index),
         report,
         None if cache_dir is None else Path(cache_dir),
+        seed,
     )

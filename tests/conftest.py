@@ -63,3 +63,12 @@ def write_image(path, array, **save_kwargs):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, **save_kwargs)
     return path
+
+
+def run_in_a_fresh_python(code: str, timeout: int = 300) -> None:
+    """Runs `code` in a new interpreter (nothing imported yet) and fails the test with its stderr if it fails."""
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert completed.returncode == 0, completed.stderr[-2000:]

@@ -7,23 +7,25 @@ import pytest
 
 import cnnviz
 from cnnviz.errors import ConfigError
-from cnnviz.models import ModelConfig, build_model
+from cnnviz.events import BatchEnd, EpochEnd, TrainBegin, TrainEnd
+from cnnviz.models import ConvNetConfig, build_model
 from cnnviz.training import TrainConfig, augment_preview, resolve_precision
+from cnnviz.training.control import warmup_cosine_rate
 
-SMALL = ModelConfig(input_shape=(16, 16, 3), num_classes=2, conv_blocks=2, filters=4)
+SMALL = ConvNetConfig(input_shape=(16, 16, 3), num_classes=2, conv_blocks=2, filters=4)
 
 
-def test_learns_a_separable_problem(tiny_arrays):
+def test_learns_a_separable_problem_and_reports_typed_events(tiny_arrays):
     events = []
     result = cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=8, batch_size=8), on_event=events.append)
     assert result.stop_reason == "completed"
     assert result.epochs == 8
     assert result.val_accuracy is not None
     assert cnnviz.evaluate(result.model, tiny_arrays).accuracy >= 0.9
-    kinds = [event["event"] for event in events]
-    assert kinds[0] == "train_begin" and kinds[-1] == "train_end"
-    assert kinds.count("epoch_end") == 8
-    assert "batch_end" in kinds
+    assert isinstance(events[0], TrainBegin) and isinstance(events[-1], TrainEnd)
+    assert sum(isinstance(event, EpochEnd) for event in events) == 8
+    assert any(isinstance(event, BatchEnd) for event in events)
+    assert events[-1].epochs == 8 and events[-1].reason == "completed"
     assert len(result.history["loss"]) == 8
     assert result.samples_per_second > 0
 
@@ -32,11 +34,9 @@ def test_stop_event_stops_within_one_batch(tiny_arrays):
     images = np.repeat(tiny_arrays[0], 20, axis=0)
     labels = np.repeat(tiny_arrays[1], 20)
     stop = threading.Event()
-    seen = []
 
     def on_event(event):
-        if event["event"] == "batch_end":
-            seen.append(event)
+        if isinstance(event, BatchEnd):
             stop.set()
 
     result = cnnviz.train(
@@ -47,16 +47,38 @@ def test_stop_event_stops_within_one_batch(tiny_arrays):
     assert result.epochs == 1
 
 
-def test_time_budget_stops_and_keeps_weights(tiny_arrays):
+def test_until_the_budget_runs_epochs_until_the_time_is_spent(tiny_arrays):
     images = np.repeat(tiny_arrays[0], 10, axis=0)
     labels = np.repeat(tiny_arrays[1], 10)
-    result = cnnviz.train(SMALL, (images, labels), TrainConfig(epochs=100000, time_budget=2, batch_size=8))
+    result = cnnviz.train(SMALL, (images, labels), TrainConfig(epochs=None, time_budget=2, batch_size=8))
     assert result.stop_reason == "time_budget"
-    assert result.epochs < 100000
+    assert result.train_seconds >= 2
     assert result.val_accuracy is not None and result.val_accuracy >= 0.5
 
 
-def test_nan_loss_stops_and_restores_last_good_weights(tiny_arrays):
+def test_until_the_budget_needs_a_budget():
+    with pytest.raises(ConfigError, match="time_budget"):
+        TrainConfig(epochs=None)
+
+
+def test_a_run_nobody_watches_stops_and_sets_the_stop_event(tiny_arrays):
+    images = np.repeat(tiny_arrays[0], 20, axis=0)
+    labels = np.repeat(tiny_arrays[1], 20)
+    stop = threading.Event()
+    result = cnnviz.train(
+        SMALL,
+        (images, labels),
+        TrainConfig(epochs=None, time_budget=60, batch_size=8),
+        stop_event=stop,
+        watched=lambda: False,
+        unwatched_after=1.0,
+    )
+    assert result.stop_reason == "unwatched" and "nobody had watched" in result.message
+    assert stop.is_set()  # so what runs next (a comparison's next variant) does not start
+    assert result.train_seconds < 30
+
+
+def test_a_nan_input_stops_at_once_and_keeps_the_initial_weights(tiny_arrays):
     model = build_model(SMALL)
     initial = [weights.copy() for weights in model.get_weights()]
     images, labels = tiny_arrays
@@ -70,16 +92,130 @@ def test_nan_loss_stops_and_restores_last_good_weights(tiny_arrays):
         assert np.isfinite(after).all()
 
 
-def test_huge_learning_rate_is_caught(tiny_arrays):
+def test_a_forced_divergence_in_epoch_two_stops_and_restores_epoch_ones_weights(tiny_arrays):
+    import keras
+
+    seen = {}
+
+    class Diverge(keras.callbacks.Callback):
+        """Epoch 1 trains normally; epoch 2 starts from a non-finite kernel, so its first loss is NaN."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                seen["after_epoch_1"] = [weights.copy() for weights in self.model.get_weights()]
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                kernel = self.model.get_layer("conv1").kernel
+                kernel.assign(np.full(kernel.shape, np.inf, np.float32))
+
+    result = cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=5, batch_size=8), callbacks=[Diverge()])
+    assert result.stop_reason == "nan"
+    assert "in epoch 2" in result.message and "try a lower learning rate" in result.message
+    assert result.epochs == 2 and len(result.history["loss"]) == 1  # the NaN epoch is not in the history
+    for kept, good in zip(result.model.get_weights(), seen["after_epoch_1"]):
+        np.testing.assert_array_equal(kept, good)
+
+
+def test_the_best_epochs_weights_come_back_when_the_last_epoch_is_worse(tiny_arrays):
+    import keras
+
+    seen = {}
+
+    class SpoilTheLastEpoch(keras.callbacks.Callback):
+        """After the last epoch's training, before its validation, the logits' weights are shuffled away."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.setdefault("val_accuracy", []).append(logs["val_accuracy"])
+            seen.setdefault("weights", []).append([w.copy() for w in self.model.get_weights()])
+
+        def on_train_batch_end(self, batch, logs=None):
+            if len(seen.get("weights", [])) == 5 and batch == self.params["steps"] - 1:
+                logits = self.model.get_layer("logits")
+                logits.kernel.assign(-np.asarray(logits.kernel))  # the classes swapped: accuracy collapses
+
     result = cnnviz.train(
-        ModelConfig(input_shape=(16, 16, 3), num_classes=2, conv_blocks=1, filters=4, batch_norm=False),
-        tiny_arrays,
-        TrainConfig(epochs=30, learning_rate=100.0, optimizer="sgd", schedule="constant"),
+        SMALL, tiny_arrays, TrainConfig(epochs=6, batch_size=8), callbacks=[SpoilTheLastEpoch()]
     )
-    weights = result.model.get_weights()
-    assert all(np.isfinite(array).all() for array in weights)
-    if result.stop_reason == "nan":
-        assert "lower learning rate" in result.message
+    best_epoch = int(np.argmax(seen["val_accuracy"]))
+    assert seen["val_accuracy"][-1] < max(seen["val_accuracy"])  # the spoiled last epoch is worse
+    assert result.val_accuracy == pytest.approx(max(seen["val_accuracy"]))
+    for kept, best in zip(result.model.get_weights(), seen["weights"][best_epoch]):
+        np.testing.assert_array_equal(kept, best)
+
+
+def test_the_learning_rate_assigned_follows_warm_up_then_cosine(tiny_arrays):
+    import keras
+
+    assigned = []
+
+    class Record(keras.callbacks.Callback):  # runs after cnnviz's own schedule in the same hook
+        def on_train_batch_begin(self, batch, logs=None):
+            assigned.append(float(self.model.optimizer.learning_rate))
+
+    images = np.repeat(tiny_arrays[0], 5, axis=0)[:160]
+    labels = np.repeat(tiny_arrays[1], 5)[:160]
+    peak, epochs = 0.02, 10
+    config = TrainConfig(epochs=epochs, batch_size=16, learning_rate=peak, validation_split=0.0)
+    cnnviz.train(SMALL, (images, labels), config, callbacks=[Record()])
+    steps_per_epoch, total = 10, 100
+    warmup = 5  # a twentieth of the run (shorter than one epoch)
+    assert len(assigned) == total
+    np.testing.assert_allclose(
+        assigned[:warmup], [peak * (step + 1) / warmup for step in range(warmup)], rtol=1e-6
+    )
+    for step in (warmup, 50, 75, 99):
+        expected = max(peak * 0.5 * (1 + math.cos(math.pi * step / total)), peak * 1e-3)
+        assert assigned[step] == pytest.approx(expected, rel=1e-5), step
+    assert assigned[50] == pytest.approx(peak / 2, rel=1e-5)  # half way: half the peak
+    assert steps_per_epoch * epochs == total
+
+
+def test_warmup_cosine_rate_by_hand():
+    assert warmup_cosine_rate(0.1, step=0, warmup_steps=4, progress=0.0) == pytest.approx(0.025)
+    assert warmup_cosine_rate(0.1, step=4, warmup_steps=4, progress=0.5) == pytest.approx(0.05)
+    assert warmup_cosine_rate(0.1, step=9, warmup_steps=4, progress=1.0) == pytest.approx(1e-4)  # the floor
+
+
+def test_a_model_passed_in_is_never_changed_and_a_new_one_comes_back(tiny_arrays):
+    model = build_model(SMALL)
+    before = [weights.copy() for weights in model.get_weights()]
+    result = cnnviz.train(model, tiny_arrays, TrainConfig(epochs=2, batch_size=8))
+    assert result.model is not model
+    for original, now in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(original, now)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, result.model.get_weights()))
+
+
+def test_two_runs_with_one_seed_in_two_threads_give_identical_weights(tiny_arrays):
+    config = SMALL.replace(block_dropout=0.2)  # dropout draws random numbers too
+    results = {}
+
+    def run(name, seed):
+        results[name] = cnnviz.train(config, tiny_arrays, TrainConfig(epochs=3, batch_size=8, seed=seed))
+
+    threads = [threading.Thread(target=run, args=(name, 5)) for name in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run("other", 6)
+    first, second, other = (results[name].model.get_weights() for name in ("first", "second", "other"))
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, c) for a, c in zip(first, other))
+
+
+def test_training_leaves_the_global_random_state_alone(tiny_arrays):
+    import random
+
+    np.random.seed(123)
+    random.seed(123)
+    expected = (np.random.random(), random.random())
+    np.random.seed(123)
+    random.seed(123)
+    cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=1, seed=7))
+    assert (np.random.random(), random.random()) == expected
 
 
 def test_checkpoint_is_written_atomically_each_epoch(tiny_arrays, tmp_path, monkeypatch):
@@ -93,12 +229,17 @@ def test_checkpoint_is_written_atomically_each_epoch(tiny_arrays, tmp_path, monk
         return real_replace(source, destination)
 
     monkeypatch.setattr(os, "replace", spy)
-    cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=2), checkpoint_path=path)
+    cnnviz.train(
+        SMALL, tiny_arrays, TrainConfig(epochs=2), checkpoint_path=path, metadata={"training": {"seed": 0}}
+    )
     assert len(replaced) == 2
     assert all(destination == "ckpt.keras" and source != destination for source, destination in replaced)
     assert not [p for p in tmp_path.iterdir() if p.name != "ckpt.keras"]
     loaded = cnnviz.load_model(path)
     assert loaded.count_params() == build_model(SMALL).count_params()
+    from cnnviz.saving import get_metadata
+
+    assert get_metadata(loaded)["training"] == {"seed": 0}  # checkpoints carry the run's metadata
 
 
 def test_keras_callbacks_are_accepted(tiny_arrays):
@@ -137,13 +278,30 @@ def test_augmentation_preview_changes_images_and_keeps_dtype(tiny_arrays):
     assert not np.array_equal(changed, images)
 
 
-def test_training_with_augmentation_runs(tiny_arrays):
+def test_training_with_augmentation_feeds_augmented_batches(tiny_arrays, monkeypatch):
+    from cnnviz.training import loop
+
+    built = []
+    real = loop.make_augmentation
+
+    def spy(config, seed=0):
+        built.append(real(config, seed))
+        return built[-1]
+
+    monkeypatch.setattr(loop, "make_augmentation", spy)
     result = cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=1, translate=0.1, flip="horizontal"))
     assert result.epochs == 1
+    assert [layer.name for layer in built[0].layers] == ["flip", "translate"]
 
 
-def test_precision_auto_resolves_to_supported_choice():
-    assert resolve_precision("auto") in ("float32", "bfloat16")
+def test_precision_auto_follows_the_cpu(monkeypatch):
+    from cnnviz.training import precision
+
+    monkeypatch.setattr(precision, "read_cpuinfo", lambda: "flags : avx2 avx512_bf16")
+    monkeypatch.setattr("tensorflow.config.list_physical_devices", lambda kind=None: [])
+    assert resolve_precision("auto") == "bfloat16"
+    monkeypatch.setattr(precision, "read_cpuinfo", lambda: "flags : avx2 fma")
+    assert resolve_precision("auto") == "float32"
     assert resolve_precision("float32") == "float32"
     with pytest.raises(ConfigError):
         resolve_precision("float8")
@@ -164,21 +322,16 @@ def test_native_bfloat16_detection(flags, native):
     assert cpu_has_native_bfloat16("no flags line") is False
 
 
-def test_precision_auto_follows_the_cpu(monkeypatch):
-    import cnnviz.training as training
-
-    monkeypatch.setattr(training, "_read_cpuinfo", lambda: "flags : avx2 avx512_bf16")
-    monkeypatch.setattr("tensorflow.config.list_physical_devices", lambda kind=None: [])
-    assert resolve_precision("auto") == "bfloat16"
-    monkeypatch.setattr(training, "_read_cpuinfo", lambda: "flags : avx2 fma")
-    assert resolve_precision("auto") == "float32"
-
-
-def test_bfloat16_training_returns_float32_model(tiny_arrays):
-    result = cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=1, precision="bfloat16"))
+def test_bfloat16_training_returns_float32_model_with_its_metadata(tiny_arrays):
+    result = cnnviz.train(
+        SMALL, tiny_arrays, TrainConfig(epochs=1, precision="bfloat16"), metadata={"training": {"seed": 3}}
+    )
     assert result.precision == "bfloat16"
     assert all(str(layer.dtype_policy.compute_dtype) == "float32" for layer in result.model.layers)
     assert np.isfinite(np.asarray(result.model(tiny_arrays[0][:2].astype(np.float32)))).all()
+    from cnnviz.saving import get_metadata
+
+    assert get_metadata(result.model)["training"] == {"seed": 3}
 
 
 @pytest.mark.parametrize(
@@ -192,6 +345,7 @@ def test_bfloat16_training_returns_float32_model(tiny_arrays):
         ({"time_budget": -1}, "time_budget"),
         ({"rotate": 2}, "rotate"),
         ({"precision": "fp8"}, "precision"),
+        ({"seed": 1.5}, "seed"),
     ],
 )
 def test_bad_train_config(changes, field):
@@ -201,9 +355,11 @@ def test_bad_train_config(changes, field):
 
 def test_shape_mismatch_is_a_clear_error(tiny_arrays):
     with pytest.raises(ConfigError, match="expects images of shape"):
-        cnnviz.train(ModelConfig(input_shape=(32, 32, 3), num_classes=2), tiny_arrays, TrainConfig(epochs=1))
+        cnnviz.train(
+            ConvNetConfig(input_shape=(32, 32, 3), num_classes=2), tiny_arrays, TrainConfig(epochs=1)
+        )
 
 
 def test_batch_larger_than_dataset(tiny_arrays):
     result = cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=1, batch_size=4096))
-    assert result.epochs == 1
+    assert result.epochs == 1 and result.samples_seen == 28  # 32 images, 4 held out for validation

@@ -1,0 +1,57 @@
+"""Augmentation: the random changes each training batch goes through, and their preview."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cnnviz.training.config import TrainConfig
+
+
+def make_augmentation(config: TrainConfig, seed: int = 0):
+    """The augmentation pipeline of `config` as a `keras.Sequential` of preprocessing layers.
+
+    Every layer has its own seed derived from `seed`, so nothing global is reseeded.
+
+    Returns:
+        The pipeline, or `None` when the config asks for no augmentation. The
+        layers work on 0..255 float images, in a tf.data pipeline or on a numpy
+        batch (previews).
+    """
+    import keras
+    from keras import layers
+
+    steps = []
+    if config.flip != "none":
+        mode = {"horizontal": "horizontal", "vertical": "vertical", "both": "horizontal_and_vertical"}
+        steps.append(layers.RandomFlip(mode[config.flip], seed=seed, name="flip"))
+    if config.rotate:
+        steps.append(layers.RandomRotation(config.rotate, fill_mode="nearest", seed=seed + 1, name="rotate"))
+    if config.zoom:
+        steps.append(layers.RandomZoom(config.zoom, fill_mode="nearest", seed=seed + 2, name="zoom"))
+    if config.translate:
+        steps.append(
+            layers.RandomTranslation(
+                config.translate, config.translate, fill_mode="nearest", seed=seed + 3, name="translate"
+            )
+        )
+    if config.contrast:
+        steps.append(
+            layers.RandomContrast(config.contrast, value_range=(0, 255), seed=seed + 4, name="contrast")
+        )
+    if not steps:
+        return None
+    return keras.Sequential(steps, name="augmentation")
+
+
+def augment_preview(images: NDArray, config: TrainConfig, seed: int = 0) -> NDArray[np.uint8]:
+    """Applies the augmentation of `config` to a uint8 batch, for previews.
+
+    Returns:
+        uint8 array of the same shape as `images`.
+    """
+    augmentation = make_augmentation(config, seed)
+    if augmentation is None:
+        return np.asarray(images, dtype=np.uint8).copy()
+    result = augmentation(np.asarray(images, dtype=np.float32), training=True)
+    return np.clip(np.rint(np.asarray(result)), 0, 255).astype(np.uint8)

@@ -1,0 +1,177 @@
+"""How to train (`TrainConfig`) and what training returns (`TrainResult`).
+
+Importing this module loads neither TensorFlow nor Keras: the CLI builds its
+flags from `TrainConfig`'s fields before TensorFlow starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from cnnviz.errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("auto", "float32", "bfloat16")
+FLIPS = ("none", "horizontal", "vertical", "both")
+AUGMENTATION_FIELDS = ("flip", "rotate", "zoom", "translate", "contrast")
+
+#: Light augmentation that is safe for every kind of data (no flips: digits and
+#: text must not be mirrored). What "augment" means when nothing else is chosen.
+DEFAULT_AUGMENTATION: dict[str, Any] = {"translate": 0.06}
+
+
+def _knob(default: Any, help: str, **metadata: Any) -> Any:
+    """A `TrainConfig` field; `help` (and `choices`, `metavar`) also make its CLI flag."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train; each field is one slider or select in the studio and one flag of the CLI.
+
+    Attributes:
+        optimizer: one of `OPTIMIZERS`. Defaults to `"adam"`.
+        learning_rate: float, peak learning rate. Defaults to `0.01`.
+        schedule: `"cosine"` (warm up, then anneal to ~0 over the epochs or the
+            time budget) or `"constant"`. Defaults to `"cosine"`.
+        batch_size: int. Defaults to `32`.
+        epochs: int, most epochs to run, or `None` to run until the time budget
+            is spent (then `time_budget` is required). With both, training stops
+            at whichever comes first. Defaults to `10`.
+        time_budget: float seconds or `None`. When spent, training stops and
+            the best weights seen are kept.
+        validation_split: float, fraction of the training split held out when
+            the data has no validation split. Defaults to `0.1`.
+        flip: `"none"`, `"horizontal"`, `"vertical"` or `"both"`. Defaults to `"none"`.
+        rotate: float, max rotation as a fraction of a full turn. Defaults to `0.0`.
+        zoom: float, max zoom in / out fraction. Defaults to `0.0`.
+        translate: float, max shift as a fraction of the image side. Defaults to `0.0`.
+        contrast: float, max contrast change fraction. Defaults to `0.0`.
+        early_stopping: int, epochs without validation improvement before
+            stopping; 0 turns it off. Defaults to `0`.
+        seed: int, the run's seed: weight initialization, dropout, shuffling,
+            augmentation and, for built-in data the CLI loads, the split.
+            Nothing outside the run is reseeded. Defaults to `0`.
+        precision: `"auto"`, `"float32"` or `"bfloat16"`. Defaults to `"auto"`.
+    """
+
+    optimizer: str = _knob("adam", "optimizer", choices=OPTIMIZERS)
+    learning_rate: float = _knob(0.01, "peak learning rate")
+    schedule: str = _knob(
+        "cosine", "cosine: warm up, then anneal over the epochs or the budget", choices=SCHEDULES
+    )
+    batch_size: int = _knob(32, "images per batch")
+    epochs: int | None = _knob(10, "most epochs (default 10; with a time budget: until it is spent)")
+    time_budget: float | None = _knob(
+        None, "stop after this many seconds, keeping the best weights", metavar="SECONDS"
+    )
+    validation_split: float = _knob(0.1, "share of the training images held out when the data has none")
+    flip: str = _knob("none", "augmentation: random flips", choices=FLIPS)
+    rotate: float = _knob(0.0, "augmentation: most rotation, as a share of a full turn")
+    zoom: float = _knob(0.0, "augmentation: most zoom in or out, as a share")
+    translate: float = _knob(0.0, "augmentation: most shift, as a share of the side")
+    contrast: float = _knob(0.0, "augmentation: most contrast change, as a share")
+    early_stopping: int = _knob(0, "epochs without improvement before stopping (0: off)")
+    seed: int = _knob(0, "the run's seed (and the split seed of built-in data)")
+    precision: str = _knob("auto", "auto: bfloat16 where the hardware has it", choices=PRECISIONS)
+
+    def __post_init__(self):
+        for name, choices in (
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("precision", PRECISIONS),
+            ("flip", FLIPS),
+        ):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}.")
+        if not _is_number(self.learning_rate) or not 0 < self.learning_rate <= 100:
+            raise ConfigError(f"learning_rate must be a number in (0, 100], got {self.learning_rate!r}.")
+        for name, low, high in (("batch_size", 1, 65536), ("early_stopping", 0, 1000)):
+            _check_whole(name, getattr(self, name), low, high)
+        if self.epochs is not None:
+            _check_whole("epochs", self.epochs, 1, 100000)
+        if self.time_budget is not None and (
+            not _is_number(self.time_budget) or not 0 < self.time_budget <= 7 * 24 * 3600
+        ):
+            raise ConfigError(f"time_budget must be a positive number of seconds, got {self.time_budget!r}.")
+        if self.epochs is None and self.time_budget is None:
+            raise ConfigError("epochs=None runs until the time budget is spent; give a time_budget too.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be a whole number, got {self.seed!r}.")
+        for name in ("validation_split", "rotate", "zoom", "translate", "contrast"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value < 1:
+                raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}.")
+
+    @property
+    def augments(self) -> bool:
+        """Whether any augmentation is on."""
+        return self.flip != "none" or any((self.rotate, self.zoom, self.translate, self.contrast))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """Returns a copy with `changes` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _check_whole(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `train` returns.
+
+    Attributes:
+        model: the trained model, always a new one (float32, with class names
+            and the metadata given to `train` attached).
+        history: dict of metric name -> list of per-epoch values.
+        epochs: completed epochs (a partly run last epoch counts as one).
+        train_seconds: wall time spent in `fit`.
+        samples_seen: training samples processed.
+        samples_per_second: `samples_seen / train_seconds`.
+        stop_reason: `"completed"`, `"time_budget"`, `"early_stopping"`,
+            `"stopped"` (stop requested), `"unwatched"` (nobody watched the run
+            any more) or `"nan"`.
+        message: a sentence for people about how training ended.
+        val_accuracy: validation accuracy of the returned weights, or `None`.
+        precision: the precision actually used, `"float32"` or `"bfloat16"`.
+        config: the `TrainConfig` of the run.
+        design: the name of the model design that was trained.
+    """
+
+    model: Any
+    history: dict[str, list[float]]
+    epochs: int
+    train_seconds: float
+    samples_seen: int
+    samples_per_second: float
+    stop_reason: str
+    message: str
+    val_accuracy: float | None
+    precision: str
+    config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    design: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """One row for a table of runs."""
+        return {
+            "design": self.design,
+            "epochs": self.epochs,
+            "learning rate": self.config.learning_rate,
+            "batch": self.config.batch_size,
+            "augmented": self.config.augments,
+            "validation accuracy": self.val_accuracy,
+            "seconds": round(self.train_seconds, 1),
+            "ended": self.stop_reason,
+        }

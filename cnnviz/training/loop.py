@@ -1,0 +1,291 @@
+"""Fast, safe training: `train(model, data, config)` wraps `model.fit` with what a UI and a CLI need.
+
+- an event stream (`on_event`) of `cnnviz.events` records,
+- a cooperative stop (`stop_event.set()` stops within one batch),
+- a time budget with a learning-rate schedule that anneals over the budget,
+  keeping the best weights seen,
+- a NaN / inf guard that stops and restores the last good weights,
+- atomic checkpoints at every epoch end,
+- precision `auto`: mixed bfloat16 where the CPU has native bfloat16 (or on a
+  GPU), float32 elsewhere. Never XLA on the CPU (7x slower there).
+
+Each of these is one small callback in `cnnviz.training.control`; `train`
+reads as resolve, compile, fit, finalize.
+
+The model rule, the same on every CPU, GPU and strategy: `train` always
+returns a new model in `TrainResult.model`; a `keras.Model` passed in is
+copied first and never changed.
+
+Seeds belong to the run: `TrainConfig.seed` seeds the weight initializers,
+dropout, the shuffle and the augmentation layers of this run only. Nothing
+reseeds the process, so two runs in two threads do not disturb each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from cnnviz.errors import ConfigError
+from cnnviz.training import control
+from cnnviz.training.augmentation import make_augmentation
+from cnnviz.training.config import TrainConfig, TrainResult
+from cnnviz.training.precision import model_precision, rebuild_float32, resolve_precision
+from cnnviz.training.sources import as_source
+
+
+def train(
+    model,
+    data,
+    config: TrainConfig | None = None,
+    *,
+    callbacks: Sequence[Any] = (),
+    on_event: Callable[[Any], None] | None = None,
+    stop_event: threading.Event | None = None,
+    watched: Callable[[], bool] | None = None,
+    unwatched_after: float = 30.0,
+    checkpoint_path: str | Path | None = None,
+    log_dir: str | Path | None = None,
+    strategy=None,
+    metadata: dict[str, Any] | None = None,
+    verbose: int = 0,
+) -> TrainResult:
+    """Trains a model on a dataset.
+
+    Args:
+        model: a `ConvNetConfig` or `TransferConfig`, a preset name (built for
+            the data's shape and classes), or a `keras.Model` (copied: the one
+            passed in is never changed).
+        data: a `cnnviz.Dataset`, a `cnnviz.ImageStream` (a folder streamed
+            from disk batch by batch), or `(images, labels)` arrays with uint8
+            or 0..255 float images `(N, H, W, C)`.
+        config: a `TrainConfig`; defaults to `TrainConfig()`.
+        callbacks: extra standard Keras callbacks, called after cnnviz's own.
+        on_event: optional callable receiving `cnnviz.events` records:
+            `TrainBegin`, `BatchEnd` (at most 5 a second), `EpochEnd`, `TrainEnd`.
+        stop_event: optional `threading.Event`; setting it stops training
+            within one batch, keeping the results so far.
+        watched: optional callable saying whether someone still waits for the
+            run; after `unwatched_after` seconds of no, the run stops.
+        unwatched_after: seconds; see `watched`.
+        checkpoint_path: optional `.keras` path saved atomically after each epoch.
+        log_dir: optional folder for TensorBoard logs (`tensorboard --logdir`):
+            loss and accuracy per epoch, train and validation.
+        strategy: optional `tf.distribute` strategy (see
+            `cnnviz.distribute.make_strategy`). The model is built (or copied)
+            in its scope; `config.batch_size` is the global batch, split across
+            replicas. Only the chief worker's checkpoints and logs are kept.
+        metadata: optional cnnviz metadata (e.g. `training` provenance) for
+            the model, saved with every checkpoint.
+        verbose: Keras `fit` verbosity. Defaults to `0`.
+
+    Returns:
+        A `TrainResult`.
+
+    Raises:
+        ConfigError: bad config or data.
+    """
+    config = config or TrainConfig()
+    source = as_source(data).with_validation(config.validation_split, config.seed)
+    if source.size("train") == 0:
+        raise ConfigError("there are no training images.")
+    _check_strategy(strategy, config)
+    model, precision = _resolve_model(model, source, config, strategy, metadata or {})
+    batch_size = min(config.batch_size, source.size("train"))
+    state = control.RunState(math.ceil(source.size("train") / batch_size), config.epochs, config.time_budget)
+    has_validation = source.size("validation") > 0
+    parts = _controls(state, config, has_validation, on_event, stop_event, watched, unwatched_after)
+    parts += _checkpointer(state, checkpoint_path, strategy)
+    _compile(model, config, strategy)
+    train_seconds = _fit(
+        model,
+        source.dataset(
+            "train",
+            batch_size,
+            shuffle=True,
+            seed=config.seed,
+            augmentation=make_augmentation(config, config.seed),
+        ),
+        source.dataset("validation", max(batch_size, 256)) if has_validation else None,
+        config.epochs or 2**31 - 1,  # until the budget: StopConditions ends the run
+        [*parts, *_logs(log_dir, strategy), *callbacks],
+        strategy,
+        verbose,
+    )
+    return _finalize(model, source, state, parts, precision, config, train_seconds, batch_size)
+
+
+def _check_strategy(strategy, config: TrainConfig) -> None:
+    from cnnviz.distribute import is_multi_worker
+
+    if strategy is not None and is_multi_worker(strategy) and config.time_budget:
+        raise ConfigError(
+            "a time budget runs out at different moments on different workers; "
+            "give multi-worker training a number of epochs instead."
+        )
+
+
+def _scope(strategy):
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def _resolve_model(model, source, config: TrainConfig, strategy, metadata: dict) -> tuple[Any, str]:
+    """A new model for this run, in the strategy's scope, with class names and metadata; and its precision."""
+    from cnnviz.models import build_model, is_model_config, preset_config
+    from cnnviz.saving import get_metadata, set_metadata
+
+    if isinstance(model, str):
+        model = preset_config(model, source.image_shape, max(source.num_classes, 2))
+    if is_model_config(model):
+        precision = resolve_precision(config.precision)
+        previous = keras.mixed_precision.global_policy()  # thread-local in Keras 3
+        try:
+            if precision == "bfloat16":
+                keras.mixed_precision.set_global_policy("mixed_bfloat16")
+            with _scope(strategy):
+                built = build_model(model, seed=config.seed)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+    elif isinstance(model, keras.Model):
+        precision = model_precision(model)
+        with _scope(strategy):
+            built = keras.models.clone_model(model)
+            built.set_weights(model.get_weights())
+        set_metadata(built, **get_metadata(model))
+    else:
+        raise ConfigError("model must be a keras.Model, a ConvNetConfig, a TransferConfig or a preset name.")
+    _check_fits(built, source)
+    set_metadata(built, **metadata)
+    if source.class_names is not None:
+        set_metadata(built, class_names=list(source.class_names))
+    return built, precision
+
+
+def _check_fits(model, source) -> None:
+    model_shape = tuple(model.input_shape[1:])
+    if tuple(source.image_shape) != model_shape:
+        raise ConfigError(
+            f"the model expects images of shape {model_shape}, the data has {tuple(source.image_shape)}."
+        )
+    if int(model.output_shape[-1]) < source.num_classes:
+        raise ConfigError(
+            f"the model has {model.output_shape[-1]} outputs but the data has {source.num_classes} classes."
+        )
+
+
+def _make_optimizer(config: TrainConfig):
+    rate = config.learning_rate
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(rate)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=1e-4)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(rate)
+    return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True)
+
+
+def _compile(model, config: TrainConfig, strategy) -> None:
+    with _scope(strategy):
+        model.compile(
+            optimizer=_make_optimizer(config),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=["accuracy"],
+            jit_compile=False,
+        )
+
+
+def _controls(state, config, has_validation, on_event, stop_event, watched, unwatched_after) -> list:
+    """The run's parts in the order Keras must call them (see `cnnviz.training.control`)."""
+    parts = [control.NanGuard(state), control.Progress(state)]
+    if config.schedule == "cosine":
+        parts.append(control.WarmupCosine(state, config.learning_rate))
+    parts.append(control.StopConditions(state, stop_event, watched, unwatched_after))
+    monitor = "val_accuracy" if has_validation else "accuracy"
+    parts.append(control.BestWeights(state, monitor, config.early_stopping, keep_weights=has_validation))
+    if on_event is not None:
+        parts.append(control.EventEmitter(state, on_event))
+    return parts
+
+
+def _checkpointer(state, checkpoint_path, strategy) -> list:
+    if checkpoint_path is None:
+        return []
+    from cnnviz.distribute import save_as_chief
+
+    return [control.Checkpointer(state, lambda model: save_as_chief(model, checkpoint_path, strategy))]
+
+
+def _logs(log_dir, strategy) -> list:
+    from cnnviz.distribute import is_chief
+
+    if log_dir is None or not is_chief(strategy):
+        return []
+    return [keras.callbacks.TensorBoard(str(log_dir), write_graph=False, update_freq="epoch")]
+
+
+def _fit(model, train_data, val_data, epochs: int, callbacks: list, strategy, verbose: int) -> float:
+    """Runs Keras' fit; returns its seconds."""
+    from cnnviz.distribute import distributed_fit
+
+    fit_context = distributed_fit(model) if strategy is not None else contextlib.nullcontext()
+    start = time.perf_counter()
+    with fit_context, warnings.catch_warnings():
+        # A stream's length is unknown until its first epoch ends; Keras warns then.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=epochs,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles
+            verbose=verbose,
+        )
+    return time.perf_counter() - start
+
+
+def _part(parts: list, kind: type):
+    return next((part for part in parts if isinstance(part, kind)), None)
+
+
+def _finalize(model, source, state, parts, precision, config, train_seconds, batch_size) -> TrainResult:
+    """Keeps the best weights, hands back a float32 model and reports how the run went."""
+    from cnnviz.saving import get_metadata, set_metadata
+
+    val_accuracy = None
+    if source.size("validation"):
+        val_accuracy = source.accuracy(model, "validation")
+        if not state.diverged:
+            val_accuracy = _part(parts, control.BestWeights).restore_if_better(model, val_accuracy)
+    if precision == "bfloat16":
+        metadata = get_metadata(model)
+        model = rebuild_float32(model)
+        set_metadata(model, **metadata)
+    full_epochs, partial_steps = divmod(state.steps_done, state.steps_per_epoch)
+    train_size = source.size("train")
+    samples_seen = full_epochs * train_size + min(partial_steps * batch_size, train_size)
+    result = TrainResult(
+        model=model,
+        history=state.history,
+        epochs=max(state.epochs_done, state.epochs_started),
+        train_seconds=train_seconds,
+        samples_seen=int(samples_seen),
+        samples_per_second=samples_seen / train_seconds if train_seconds > 0 else 0.0,
+        stop_reason=state.stop_reason,
+        message=state.message or f"Training completed {state.epochs_done} epochs.",
+        val_accuracy=val_accuracy,
+        precision=precision,
+        config=config,
+        design=model.name,
+    )
+    emitter = _part(parts, control.EventEmitter)
+    if emitter is not None:
+        emitter.train_end(result)
+    return result
