@@ -34,11 +34,17 @@ class Variant:
         name: short key, also the run's TensorBoard folder name.
         description: what changes, for people.
         apply: function `(ModelConfig, TrainConfig) -> (ModelConfig, TrainConfig)`.
+        families: the design families (`ConvNetConfig.family`, `TransferConfig.family`)
+            whose baseline it applies to.
     """
 
     name: str
     description: str
     apply: Callable[[Any, Any], tuple[Any, Any]]
+    families: tuple[str, ...] = ("convnet", "transfer")
+
+    def applies_to(self, model_config) -> bool:
+        return model_config.family in self.families
 
 
 def _model(**changes):
@@ -70,6 +76,8 @@ def _transfer(model, train):
     return config, train.replace(learning_rate=min(train.learning_rate, 0.003))
 
 
+CONVNET = ("convnet",)
+
 VARIANTS: dict[str, Variant] = {
     variant.name: variant
     for variant in (
@@ -83,16 +91,22 @@ VARIANTS: dict[str, Variant] = {
             "sgd", "SGD with Nesterov momentum instead of Adam", _train(optimizer="sgd", learning_rate=0.05)
         ),
         Variant("rmsprop", "RMSprop instead of Adam", _train(optimizer="rmsprop", learning_rate=0.001)),
-        Variant("deeper", "one more conv block", _deeper),
-        Variant("wider", "twice the filters in every block", _wider),
-        Variant("batch_norm", "batch normalization switched (on if off, off if on)", _toggle_batch_norm),
+        Variant("deeper", "one more conv block", _deeper, CONVNET),
+        Variant("wider", "twice the filters in every block", _wider, CONVNET),
+        Variant(
+            "batch_norm", "batch normalization switched (on if off, off if on)", _toggle_batch_norm, CONVNET
+        ),
         Variant(
             "dropout",
             "dropout 0.25 after each block and 0.5 before the classes",
             _model(block_dropout=0.25, dense_dropout=0.5),
+            CONVNET,
         ),
         Variant(
-            "transfer", "MobileNetV2 pretrained on ImageNet, new head only (downloads ~9 MB once)", _transfer
+            "transfer",
+            "MobileNetV2 pretrained on ImageNet, new head only (downloads ~9 MB once)",
+            _transfer,
+            CONVNET,
         ),
     )
 }
@@ -114,6 +128,7 @@ class VariantResult:
         parameters: model size.
         history: per-epoch metrics (loss, accuracy, val_loss, val_accuracy).
         stop_reason: why training ended (see `TrainResult`).
+        train_config: the `TrainConfig` the variant trained with.
         error: a sentence when the variant could not run, else `None`.
     """
 
@@ -128,11 +143,13 @@ class VariantResult:
     history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     stop_reason: str = ""
     error: str | None = None
+    train_config: Any = None
 
     def to_row(self) -> dict[str, Any]:
-        """A flat dict for tables and JSON (no history)."""
+        """A flat dict for tables and JSON (no history, no config)."""
         row = dataclasses.asdict(self)
         row.pop("history")
+        row.pop("train_config")
         return row
 
 
@@ -144,27 +161,32 @@ def compare(
     *,
     time_budget: float | None = 30.0,
     log_dir: str | Path | None = None,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[Any], None] | None = None,
     stop_event: threading.Event | None = None,
+    watched: Callable[[], bool] | None = None,
+    unwatched_after: float = 30.0,
 ) -> list[VariantResult]:
     """Trains each variant on `data` in turn and scores it.
 
     Args:
         data: a `cnnviz.Dataset` (or an `ImageStream`).
-        variants: names from `VARIANTS`, run in this order.
-        model_config: the baseline `ModelConfig`; defaults to the `fast`
-            preset for the data.
-        train_config: the baseline `TrainConfig`; defaults to `TrainConfig()`
-            with 1000 epochs, so the time budget decides.
-        time_budget: seconds each variant may train (the same for all, so the
-            comparison is fair), or `None` to run `train_config.epochs`.
+        variants: names from `VARIANTS`, run in this order; each must apply
+            to the baseline's family.
+        model_config: the baseline `ConvNetConfig` or `TransferConfig`;
+            defaults to the `fast` preset for the data.
+        train_config: the baseline `TrainConfig`; defaults to `TrainConfig()`.
+        time_budget: seconds each variant may train, until spent (the same for
+            all, so the comparison is fair), or `None` to run
+            `train_config.epochs`.
         log_dir: optional folder; each variant logs to `log_dir/<name>` for
             TensorBoard.
-        on_event: optional callable; receives `variant_begin`,
-            `variant_end` (with `result`) and every `cnnviz.train` event with
-            a `variant` key added.
+        on_event: optional callable; receives a `cnnviz.events.VariantBegin`,
+            that variant's `cnnviz.train` records, then a `VariantEnd` (with
+            its `VariantResult`), for each variant.
         stop_event: optional `threading.Event`; setting it stops the running
             variant within one batch and skips the rest.
+        watched, unwatched_after: as for `cnnviz.train`; a comparison nobody
+            watches stops and skips the rest.
 
     Returns:
         One `VariantResult` per variant run, in order. A variant that cannot
@@ -172,64 +194,88 @@ def compare(
         still run.
 
     Raises:
-        ConfigError: an unknown variant name.
+        ConfigError: an unknown variant name, or one that does not apply to
+            the baseline's family (e.g. "deeper" on a transfer design).
     """
-    from cnnviz.evaluation import evaluate
+    from cnnviz.events import VariantBegin, VariantEnd
     from cnnviz.models import preset_config
-    from cnnviz.training import TrainConfig, train
+    from cnnviz.training import TrainConfig
+    from cnnviz.training.sources import as_source
 
+    source = as_source(data)
+    if model_config is None:
+        model_config = preset_config("fast", source.image_shape, source.num_classes)
+    check_variants(variants, model_config)
+    train_config = train_config or TrainConfig()
+    if time_budget is not None:
+        train_config = train_config.replace(time_budget=float(time_budget), epochs=None)
+    emit = on_event or (lambda event: None)
+    options = {
+        "on_event": emit,
+        "stop_event": stop_event or threading.Event(),
+        "watched": watched,
+        "unwatched_after": unwatched_after,
+    }
+    results = []
+    for name in variants:
+        if options["stop_event"].is_set():
+            break
+        emit(VariantBegin(name, len(results), len(variants)))
+        model, settings = VARIANTS[name].apply(model_config, train_config)
+        log = None if log_dir is None else Path(log_dir) / name
+        results.append(
+            _run_variant(VARIANTS[name], model, settings, data, source.size("test") > 0, log, options)
+        )
+        emit(VariantEnd(name, results[-1]))
+    return results
+
+
+def _run_variant(
+    variant: Variant, model_config, train_config, data, has_test: bool, log_dir, options
+) -> VariantResult:
+    """Trains one variant and scores it; a failure it can explain becomes its `error`."""
+    from cnnviz.evaluation import evaluate
+    from cnnviz.training import train
+
+    result = VariantResult(variant.name, variant.description, train_config=train_config)
+    start = time.perf_counter()
+    try:
+        trained = train(model_config, data, train_config, log_dir=log_dir, **options)
+    except CnnvizError as error:
+        result.error = str(error)
+    except MemoryError:
+        result.error = "out of memory; try smaller images or a smaller batch."
+    if result.error is not None:
+        result.train_seconds = time.perf_counter() - start
+        return result
+    result.val_accuracy = trained.val_accuracy
+    result.train_seconds = trained.train_seconds
+    result.epochs = trained.epochs
+    result.parameters = int(trained.model.count_params())
+    result.history = trained.history
+    result.stop_reason = trained.stop_reason
+    if has_test:
+        result.accuracy, result.measured_on = evaluate(trained.model, data).accuracy, "test"
+    else:
+        result.accuracy = trained.val_accuracy
+    return result
+
+
+def check_variants(variants: Sequence[str], model_config) -> None:
     unknown = [name for name in variants if name not in VARIANTS]
     if unknown:
         raise ConfigError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}.")
     if not variants:
         raise ConfigError("choose at least one variant.")
-    if model_config is None:
-        model_config = preset_config("fast", data.image_shape, data.num_classes)
-    train_config = train_config or TrainConfig(epochs=1000 if time_budget else 10)
-    if time_budget is not None:
-        train_config = train_config.replace(time_budget=float(time_budget))
-    has_test = len(getattr(data, "test", ())) > 0
+    misplaced = [name for name in variants if not VARIANTS[name].applies_to(model_config)]
+    if misplaced:
+        raise ConfigError(
+            f"{', '.join(misplaced)} {'applies' if len(misplaced) == 1 else 'apply'} only to "
+            f"{' or '.join(VARIANTS[misplaced[0]].families)} designs, and the baseline {model_config.name!r} "
+            f"is a {model_config.family} design; choose from {', '.join(applicable_variants(model_config))}."
+        )
 
-    def emit(**event):
-        if on_event is not None:
-            on_event(event)
 
-    results = []
-    for name in variants:
-        if stop_event is not None and stop_event.is_set():
-            break
-        variant = VARIANTS[name]
-        emit(event="variant_begin", variant=name, index=len(results), total=len(variants))
-        result = VariantResult(name, variant.description)
-        start = time.perf_counter()
-        try:
-            model, settings = variant.apply(model_config, train_config)
-            trained = train(
-                model,
-                data,
-                settings,
-                on_event=lambda event, name=name: emit(**event, variant=name),
-                stop_event=stop_event,
-                log_dir=None if log_dir is None else Path(log_dir) / name,
-            )
-        except CnnvizError as error:
-            result.error = str(error)
-        except MemoryError:
-            result.error = "out of memory; try smaller images or a smaller batch."
-        else:
-            result.val_accuracy = trained.val_accuracy
-            result.train_seconds = trained.train_seconds
-            result.epochs = trained.epochs
-            result.parameters = int(trained.model.count_params())
-            result.history = trained.history
-            result.stop_reason = trained.stop_reason
-            if has_test:
-                result.accuracy = evaluate(trained.model, data).accuracy
-                result.measured_on = "test"
-            else:
-                result.accuracy = trained.val_accuracy
-        if result.error is not None:
-            result.train_seconds = time.perf_counter() - start
-        results.append(result)
-        emit(event="variant_end", variant=name, result=result)
-    return results
+def applicable_variants(model_config) -> list[str]:
+    """The names of the variants that apply to `model_config`'s family."""
+    return [name for name, variant in VARIANTS.items() if variant.applies_to(model_config)]

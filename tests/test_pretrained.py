@@ -107,9 +107,9 @@ def test_efficientnet_backbone_explains_and_survives_save_and_load(tmp_path):
 
 def test_bad_backbone_fields_are_refused():
     with pytest.raises(cnnviz.ConfigError, match="backbone must be one of"):
-        cnnviz.ModelConfig(backbone="resnet9000")
+        cnnviz.TransferConfig(backbone="resnet9000")
     with pytest.raises(cnnviz.ConfigError, match="backbone_size"):
-        cnnviz.ModelConfig(backbone="mobilenet_v2", backbone_size=100)
+        cnnviz.TransferConfig(backbone="mobilenet_v2", backbone_size=100)
 
 
 @pytest.fixture
@@ -193,7 +193,6 @@ def _open_imagenet_choice():
 
 
 def test_studio_offers_the_imagenet_classifier(planted_imagenet):
-    pytest.importorskip("streamlit")
     app = _open_imagenet_choice()
     sidebar = " ".join(caption.value for caption in app.sidebar.caption)
     assert "1000 classes: thing 0, thing 1" in sidebar and "224x224x3" in sidebar
@@ -202,7 +201,6 @@ def test_studio_offers_the_imagenet_classifier(planted_imagenet):
 
 
 def test_studio_imagenet_offline_says_so_in_the_sidebar(keras_home):
-    pytest.importorskip("streamlit")
     app = _open_imagenet_choice()
     assert "not in the Keras cache" in app.sidebar.error[0].value
     assert any("Choose a model" in info.value for info in app.info)
