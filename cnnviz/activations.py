@@ -1,7 +1,7 @@
 """Activation based views: feature maps, and the inputs that excite a filter or class.
 
 Like `cnnviz.explanations`, these read a model through a cached Functional
-probe that shares its layers; the model itself is never changed.
+probe (`cnnviz.introspect`) that shares its layers; the model itself is never changed.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cnnviz.errors import ConfigError
-from cnnviz.explanations import _model_batch, _probe, list_layers
+from cnnviz.introspect import list_layers, model_batch, probe
 
 
 def feature_maps(model, image, layers: list[str] | None = None) -> dict[str, NDArray[np.float32]]:
@@ -30,11 +30,11 @@ def feature_maps(model, image, layers: list[str] | None = None) -> dict[str, NDA
         layers = [info.name for info in list_layers(model) if info.has_map]
     if not layers:
         raise ConfigError("the model has no layers with image-like outputs to show.")
-    probe = _probe(model, tuple(layers))
-    batch, _ = _model_batch(model, image)
+    tap = probe(model, tuple(layers))
+    batch, _ = model_batch(model, image)
     if len(batch) != 1:
         raise ConfigError(f"feature_maps takes one image, got {len(batch)}.")
-    outputs = probe.forward(batch)[: len(layers)]
+    outputs = tap.forward(batch)[: len(layers)]
     return {name: np.asarray(output[0], dtype=np.float32) for name, output in zip(layers, outputs)}
 
 
@@ -48,8 +48,8 @@ def _maximize(model, layer: str | None, units: list[int], steps: int, learning_r
     """
     import tensorflow as tf
 
-    probe = _probe(model, (layer,) if layer else ())
-    height, width, channels = probe.input_shape
+    tap = probe(model, (layer,) if layer else ())
+    height, width, channels = tap.input_shape
     units_tensor = tf.constant(units, dtype=tf.int32)
     rng = np.random.default_rng(seed)
     start = 128.0 + rng.normal(0, 8.0, (len(units), height, width, channels))
@@ -61,7 +61,7 @@ def _maximize(model, layer: str | None, units: list[int], steps: int, learning_r
     def step(jitter, smooth):
         with tf.GradientTape() as tape:
             shifted = tf.roll(images, shift=jitter, axis=[1, 2])
-            outputs = probe.tap_model(shifted, training=False)
+            outputs = tap.tap_model(shifted, training=False)
             outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
             # A class is maximized through its log-probability, not its raw
             # score: raising one score can raise a rival's more.
@@ -138,21 +138,3 @@ def class_images(
     if not classes or any(not 0 <= c < num_classes for c in classes):
         raise ConfigError(f"classes must be in 0..{num_classes - 1}, got {classes}.")
     return _maximize(model, None, classes, steps, learning_rate, seed)
-
-
-def tile(images: NDArray, columns: int | None = None, padding: int = 1, fill: float = 0.0) -> NDArray:
-    """Tiles `(N, h, w[, C])` arrays into one mosaic `(rows*h', columns*w'[, C])`."""
-    images = np.asarray(images)
-    count = len(images)
-    if count == 0:
-        raise ConfigError("there are no images to tile.")
-    columns = int(columns or int(np.ceil(np.sqrt(count))))
-    rows = int(np.ceil(count / columns))
-    height, width = images.shape[1:3]
-    shape = (rows * (height + padding) - padding, columns * (width + padding) - padding, *images.shape[3:])
-    mosaic = np.full(shape, fill, dtype=images.dtype)
-    for index, image in enumerate(images):
-        row, column = divmod(index, columns)
-        top, left = row * (height + padding), column * (width + padding)
-        mosaic[top : top + height, left : left + width] = image
-    return mosaic

@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cnnviz.activations import tile
 from cnnviz.errors import ConfigError
-from cnnviz.explanations import overlay
+from cnnviz.render import overlay, resize_maps, tile
 
 _MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 
@@ -51,9 +50,7 @@ def heatmap_figure(
     """The image with its heatmap blended over it; hover shows the heat value."""
     go = _go()
     blended = overlay(image, heatmap, colormap=colormap, opacity=opacity)
-    from cnnviz.explanations import _resize_maps
-
-    heat = _resize_maps(np.asarray(heatmap, np.float32)[None], blended.shape[:2])[0]
+    heat = resize_maps(np.asarray(heatmap, np.float32)[None], blended.shape[:2])[0]
     figure = go.Figure(
         go.Image(
             z=blended,
@@ -230,6 +227,24 @@ def kernel_figure(kernels: NDArray, title: str = "", columns: int | None = None,
     return figure
 
 
+def _cell_markers(counts: NDArray, class_names: tuple[str, ...], height: int):
+    """One invisible marker per cell, carrying `[true, predicted, count]`: it hovers and takes the clicks."""
+    go = _go()
+    size = len(counts)
+    # Markers must not overlap, or plotly gives a click to the last one drawn.
+    marker_size = max(6, int(0.7 * (height - 120) / size))
+    true_index, predicted_index = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    return go.Scatter(
+        x=[class_names[p] for p in predicted_index.ravel()],
+        y=[class_names[t] for t in true_index.ravel()],
+        customdata=np.stack([true_index.ravel(), predicted_index.ravel(), counts.ravel()], axis=1),
+        mode="markers",
+        marker={"symbol": "square", "size": marker_size, "opacity": 0.0},
+        hovertemplate="true %{y}, predicted %{x}: %{customdata[2]} images<extra></extra>",
+        showlegend=False,
+    )
+
+
 def confusion_matrix_figure(
     matrix: NDArray | Any, class_names: tuple[str, ...] | None = None, normalize: bool = False
 ):
@@ -237,15 +252,17 @@ def confusion_matrix_figure(
 
     Each cell also carries an invisible marker whose `customdata` is
     `[true_index, predicted_index, count]`, so a click or box selection in a
-    UI maps back to the images of that cell (see `selected_cells`).
+    UI maps back to the images of that cell.
 
     Args:
         matrix: a `(C, C)` count matrix or an `EvaluationResult`.
         class_names: the C names (taken from the result when it has them).
         normalize: colour by the share of each true class instead of counts.
     """
+    from cnnviz.evaluation import EvaluationResult
+
     go = _go()
-    if hasattr(matrix, "confusion_matrix"):
+    if isinstance(matrix, EvaluationResult):
         class_names = class_names or matrix.class_names
         matrix = matrix.confusion_matrix
     counts = np.asarray(matrix, dtype=np.int64)
@@ -273,20 +290,7 @@ def confusion_matrix_figure(
         )
     )
     height = max(320, 60 * size + 120)
-    # Markers must not overlap, or plotly gives a click to the last one drawn.
-    marker_size = max(6, int(0.7 * (height - 120) / size))
-    true_index, predicted_index = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-    figure.add_trace(
-        go.Scatter(
-            x=[class_names[p] for p in predicted_index.ravel()],
-            y=[class_names[t] for t in true_index.ravel()],
-            customdata=np.stack([true_index.ravel(), predicted_index.ravel(), counts.ravel()], axis=1),
-            mode="markers",
-            marker={"symbol": "square", "size": marker_size, "opacity": 0.0},
-            hovertemplate="true %{y}, predicted %{x}: %{customdata[2]} images<extra></extra>",
-            showlegend=False,
-        )
-    )
+    figure.add_trace(_cell_markers(counts, class_names, height))
     figure.update_layout(
         xaxis_title="predicted class",
         yaxis_title="true class",
@@ -299,26 +303,37 @@ def confusion_matrix_figure(
     return figure
 
 
-def selected_cells(points: list[dict], class_names: tuple[str, ...]) -> list[tuple[int, int]]:
-    """Confusion-matrix cells `(true, predicted)` from a plotly selection's points.
+def probability_figure(top_k: list[dict], height: int = 230):
+    """Horizontal bars of a prediction's top classes (`cnnviz.predict(...)[i]["top_k"]`), most probable on top."""
+    go = _go()
+    figure = go.Figure(
+        go.Bar(
+            x=[entry["probability"] for entry in top_k],
+            y=[entry["class"] for entry in top_k],
+            orientation="h",
+            hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        xaxis={"range": [0, 1], "title": "probability"},
+        yaxis={"autorange": "reversed", "type": "category"},
+        height=height,
+        margin={"l": 0, "r": 0, "t": 10, "b": 0},
+    )
+    return figure
 
-    Accepts points carrying `customdata` (the marker trace) or `x` / `y`
-    class names (the heatmap), as Streamlit's `on_select` returns them.
-    """
-    cells = []
-    for point in points or []:
-        data = point.get("customdata")
-        if isinstance(data, dict):  # Streamlit sends arrays as {"0": ..., "1": ...}
-            data = [data[key] for key in sorted(data, key=int)]
-        if data is not None and len(data) >= 2:
-            cell = (int(data[0]), int(data[1]))
-        elif point.get("y") in class_names and point.get("x") in class_names:
-            cell = (class_names.index(point["y"]), class_names.index(point["x"]))
-        else:
-            continue
-        if cell not in cells:
-            cells.append(cell)
-    return cells
+
+def class_balance_figure(class_names: tuple[str, ...], counts: NDArray, height: int = 320):
+    """Training images per class as bars."""
+    go = _go()
+    figure = go.Figure(go.Bar(x=list(class_names), y=np.asarray(counts).tolist()))
+    figure.update_layout(
+        xaxis={"type": "category", "title": "class"},
+        yaxis={"title": "training images"},
+        height=height,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    )
+    return figure
 
 
 def per_class_figure(per_class: list[dict]):
@@ -512,7 +527,46 @@ def training_curves_figure(epochs: list[dict]):
     return figure
 
 
+def batch_loss_figure(batches: list[dict], epoch: int, height: int = 180):
+    """The training loss batch by batch within one epoch (rows with `batch` and `loss`)."""
+    go = _go()
+    figure = go.Figure(
+        go.Scatter(
+            x=[row["batch"] for row in batches],
+            y=[row["loss"] for row in batches],
+            mode="lines",
+            line={"color": "#0068c9"},
+            hovertemplate="batch %{x}: loss %{y:.3f}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        xaxis_title=f"batch (epoch {epoch})",
+        yaxis_title="loss",
+        margin=_MARGIN,
+        height=height,
+        showlegend=False,
+    )
+    return figure
+
+
 _LABEL_SPACING = 0.12  # points nearer than this (a share of the plot's side) share one label
+
+
+def _spot_labels(ran: list[Any], spots: list[tuple[float, float]]) -> dict[int, str]:
+    """Variants with the same budget and close accuracies sit on one spot: one label there names
+    them all (best first), so names never run into each other. Returns index -> label."""
+    groups: list[list[int]] = []
+    for index, spot in enumerate(spots):
+        near = next((g for g in groups if any(math.dist(spot, spots[j]) < _LABEL_SPACING for j in g)), None)
+        if near is None:
+            groups.append([index])
+        else:
+            near.append(index)
+    labels = {}
+    for group in groups:
+        ranked = sorted(group, key=lambda j: -ran[j].accuracy)
+        labels[ranked[0]] = ", ".join(ran[j].name for j in ranked)
+    return labels
 
 
 def comparison_figure(results: list[Any]):
@@ -529,20 +583,8 @@ def comparison_figure(results: list[Any]):
     ran = [result for result in results if result.error is None and result.accuracy is not None]
     measured_on = ran[0].measured_on if ran else "validation"
     longest = max((result.train_seconds for result in ran), default=1.0)
-    # Variants with the same budget and close accuracies sit on one spot: one label there names
-    # them all (best first), so names never run into each other.
     spots = [(result.train_seconds / (longest * 1.25), result.accuracy / 1.05) for result in ran]
-    groups: list[list[int]] = []
-    for index, spot in enumerate(spots):
-        near = next((g for g in groups if any(math.dist(spot, spots[j]) < _LABEL_SPACING for j in g)), None)
-        if near is None:
-            groups.append([index])
-        else:
-            near.append(index)
-    labels = {}
-    for group in groups:
-        ranked = sorted(group, key=lambda j: -ran[j].accuracy)
-        labels[ranked[0]] = ", ".join(ran[j].name for j in ranked)
+    labels = _spot_labels(ran, spots)
     figure = make_subplots(
         rows=1,
         cols=2,

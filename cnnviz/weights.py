@@ -6,18 +6,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cnnviz.errors import ConfigError
-from cnnviz.explanations import _as_functional, list_layers
+from cnnviz.introspect import as_functional, list_layers
 
 
 def _find_layer(model, name: str):
-    functional = _as_functional(model)
+    functional = as_functional(model)
     for part in name.split("/"):
         try:
             functional = functional.get_layer(part)
         except ValueError as error:
             raise ConfigError(f"the model has no layer named {name!r}.") from error
         if hasattr(functional, "layers") and not hasattr(functional, "kernel"):
-            functional = _as_functional(functional)
+            functional = as_functional(functional)
     return functional
 
 
@@ -77,7 +77,7 @@ def weight_histograms(model, bins: int = 40) -> list[dict]:
         `moving_mean`, ... (the variable's own name).
     """
     found = []
-    for variable in _as_functional(model).weights:
+    for variable in as_functional(model).weights:
         values = np.asarray(variable.numpy(), dtype=np.float64).ravel()
         counts, edges = np.histogram(values, bins=int(bins))
         path = variable.path
@@ -110,7 +110,7 @@ def weight_changes(before, after) -> list[dict]:
     Raises:
         ConfigError: the models do not have the same weights.
     """
-    first, second = _as_functional(before).weights, _as_functional(after).weights
+    first, second = as_functional(before).weights, as_functional(after).weights
     shapes_first = [tuple(v.shape) for v in first]
     shapes_second = [tuple(v.shape) for v in second]
     if shapes_first != shapes_second:
@@ -139,3 +139,32 @@ def weight_changes(before, after) -> list[dict]:
             }
         )
     return changes
+
+
+def fresh_copy(model, seed: int = 0):
+    """The same design with freshly initialized weights: a new model, `model` untouched.
+
+    Every initializer of the model's own layers is given a seed derived from
+    `seed`, so the copy is the same for the same seed without reseeding the
+    process. (Layers of a nested model keep their initializers as saved.)
+
+    Returns:
+        A new `keras.Model` of the same architecture.
+    """
+    import copy
+    import itertools
+
+    import keras
+
+    seeds = itertools.count(int(seed) * 100_003 + 1)
+
+    def reseeded(layer):
+        config = layer.get_config()
+        for key, value in list(config.items()):
+            if key.endswith("_initializer") and isinstance(value, dict) and "seed" in value.get("config", {}):
+                value = copy.deepcopy(value)
+                value["config"]["seed"] = next(seeds)
+                config[key] = value
+        return layer.__class__.from_config(config)
+
+    return keras.models.clone_model(model, clone_function=reseeded)

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 
 import cnnviz
-from cnnviz import activations
+from cnnviz import render
 from cnnviz.errors import ConfigError
+from cnnviz.weights import fresh_copy
 
 
 @pytest.fixture
 def model():
-    keras.utils.set_random_seed(0)
     return cnnviz.build_model(
-        cnnviz.ModelConfig(input_shape=(24, 24, 3), num_classes=3, conv_blocks=2, filters=4)
+        cnnviz.ConvNetConfig(input_shape=(24, 24, 3), num_classes=3, conv_blocks=2, filters=4), seed=0
     )
 
 
@@ -46,7 +46,7 @@ def test_filter_images_excite_their_filter_more_than_noise(model):
         assert excited > baseline
 
 
-def test_class_images_are_classified_as_their_class():
+def test_class_images_of_the_shipped_shapes_model_are_classified_as_their_class():
     from pathlib import Path
 
     trained = cnnviz.load_model(Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes.keras")
@@ -100,19 +100,30 @@ def test_weight_histograms_count_every_weight(model):
 def test_weight_changes_measure_what_moved(model):
     same = cnnviz.weight_changes(model, model)
     assert all(entry["relative_change"] == 0.0 for entry in same)
-    keras.utils.set_random_seed(5)
-    other = keras.models.clone_model(model)
+    other = fresh_copy(model, seed=5)
     moved = {entry["name"]: entry for entry in cnnviz.weight_changes(model, other)}
     assert moved["conv1/kernel"]["relative_change"] > 0.1
     assert moved["conv1/kernel"]["before"].shape == (3 * 3 * 3 * 4,)
-    smaller = cnnviz.build_model(cnnviz.ModelConfig(input_shape=(24, 24, 3), num_classes=3, conv_blocks=1))
+    smaller = cnnviz.build_model(cnnviz.ConvNetConfig(input_shape=(24, 24, 3), num_classes=3, conv_blocks=1))
     with pytest.raises(ConfigError, match="not the same design"):
         cnnviz.weight_changes(model, smaller)
 
 
+def test_a_fresh_copy_is_the_same_design_newly_initialized_the_same_way_for_a_seed(model):
+    before = [weights.copy() for weights in model.get_weights()]
+    first, again, other = fresh_copy(model, seed=1), fresh_copy(model, seed=1), fresh_copy(model, seed=2)
+    assert [w.shape for w in first.get_weights()] == [w.shape for w in before]
+    kernel = first.get_layer("conv1").kernel
+    assert not np.array_equal(kernel, model.get_layer("conv1").kernel)
+    np.testing.assert_array_equal(kernel, again.get_layer("conv1").kernel)
+    assert not np.array_equal(kernel, other.get_layer("conv1").kernel)
+    for original, now in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(original, now)
+
+
 def test_tile_lays_images_out_in_rows():
     images = np.arange(5 * 2 * 2).reshape(5, 2, 2).astype(np.float32)
-    mosaic = activations.tile(images, columns=3, padding=1, fill=-1)
+    mosaic = render.tile(images, columns=3, padding=1, fill=-1)
     assert mosaic.shape == (2 * 3 - 1, 3 * 3 - 1)
     np.testing.assert_array_equal(mosaic[3:5, 3:5], images[4])
     assert mosaic[2, 0] == -1 and mosaic[3, 6] == -1

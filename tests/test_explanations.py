@@ -9,9 +9,12 @@ import pytest
 from keras import layers
 
 import cnnviz
-from cnnviz import explanations
+from cnnviz import explanations, render
 from cnnviz.errors import ConfigError
 from cnnviz.shapes import generate_shapes
+from cnnviz.weights import fresh_copy
+
+from .conftest import run_in_a_fresh_python
 
 SHAPES_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes.keras"
 # A seed the default model never trained on (training uses dataset seed 0).
@@ -29,9 +32,11 @@ def unseen_shapes():
 
 
 def _small_cnn(seed: int = 0, input_shape=(24, 24, 3)):
-    keras.utils.set_random_seed(seed)
     return cnnviz.build_model(
-        cnnviz.ModelConfig(input_shape=input_shape, num_classes=3, conv_blocks=2, filters=4, batch_norm=True)
+        cnnviz.ConvNetConfig(
+            input_shape=input_shape, num_classes=3, conv_blocks=2, filters=4, batch_norm=True
+        ),
+        seed=seed,
     )
 
 
@@ -41,7 +46,7 @@ def _max_points_inside(heatmaps, boxes):
     return (columns >= boxes[:, 0]) & (columns < boxes[:, 2]) & (rows >= boxes[:, 1]) & (rows < boxes[:, 3])
 
 
-@pytest.mark.parametrize("method", explanations.METHODS)
+@pytest.mark.parametrize("method", list(explanations.METHODS))
 def test_explain_contract_every_method(shapes_model, unseen_shapes, method):
     images = unseen_shapes[0][:3]
     heatmaps = cnnviz.explain(shapes_model, images, method=method)
@@ -55,13 +60,20 @@ def test_explain_contract_every_method(shapes_model, unseen_shapes, method):
     assert np.abs(other - first).max() > 0.05
 
 
-def test_explain_returns_maps_at_each_images_own_resolution(shapes_model, unseen_shapes):
+def test_explain_returns_an_array_at_the_images_size_and_explain_each_a_map_per_size(
+    shapes_model, unseen_shapes
+):
     image = unseen_shapes[0][0]
     big = np.asarray(cnnviz.images.resize_image(image, (100, 80)))
-    assert cnnviz.explain(shapes_model, big).shape == (1, 100, 80)
-    mixed = cnnviz.explain(shapes_model, [big, image])
+    one = cnnviz.explain(shapes_model, big)
+    assert isinstance(one, np.ndarray) and one.shape == (1, 100, 80)
+    assert cnnviz.explain(shapes_model, [big, big]).shape == (2, 100, 80)
+    with pytest.raises(ConfigError, match="explain_each"):
+        cnnviz.explain(shapes_model, [big, image])
+    mixed = cnnviz.explain_each(shapes_model, [big, image])
     assert isinstance(mixed, list) and mixed[0].shape == (100, 80) and mixed[1].shape == (64, 64)
-    assert all(heatmap.min() >= 0.0 and heatmap.max() <= 1.0 for heatmap in mixed)
+    assert all(heatmap.min() >= 0.0 and heatmap.max() == pytest.approx(1.0) for heatmap in mixed)
+    np.testing.assert_allclose(mixed[0], one[0], atol=1e-6)  # the same map either way
 
 
 def test_default_layer_is_last_rectified_conv_map(shapes_model):
@@ -92,11 +104,11 @@ def test_our_gradcam_equals_tf_keras_vis(shapes_model, unseen_shapes):
     )
     ours = explanations.class_activation_maps(shapes_model, images, "gradcam", classes, "act4")
     assert ours.shape == theirs.shape
-    normalize = explanations._normalize
+    normalize = render.normalize_maps
     assert np.abs(normalize(ours) - normalize(np.asarray(theirs))).max() <= 1e-3
 
 
-def test_pointing_game_gradcam_on_unseen_shapes(shapes_model, unseen_shapes):
+def test_pointing_game_of_the_shipped_model_on_unseen_shapes(shapes_model, unseen_shapes):
     images, labels, boxes = unseen_shapes
     correct = cnnviz.predict_probabilities(shapes_model, images).argmax(axis=1) == labels
     assert correct.mean() > 0.9
@@ -130,8 +142,7 @@ def test_sanity_check_randomized_weights_change_the_map(shapes_model, unseen_sha
     from scipy.stats import spearmanr
 
     images = unseen_shapes[0][:6]
-    keras.utils.set_random_seed(1)
-    random_model = keras.models.clone_model(shapes_model)  # same design, fresh weights
+    random_model = fresh_copy(shapes_model, seed=1)  # same design, fresh weights
     trained = cnnviz.explain(shapes_model, images, method=method, class_index=0)
     randomized = cnnviz.explain(random_model, images, method=method, class_index=0)
     # Only maps that say something count (Grad-CAM's ReLU can zero a map for a class not in the image);
@@ -150,7 +161,7 @@ def test_score_cam_channel_cap_is_the_fast_variant(shapes_model, unseen_shapes):
     assert not np.allclose(capped, full)
 
 
-@pytest.mark.parametrize("method", explanations.METHODS)
+@pytest.mark.parametrize("method", list(explanations.METHODS))
 def test_no_method_changes_the_model(method):
     model = _small_cnn()
     images = np.random.default_rng(0).integers(0, 255, (2, 24, 24, 3), dtype=np.uint8)
@@ -191,7 +202,7 @@ def _small_nested_model():
     return keras.Model(inputs, outputs), backbone
 
 
-@pytest.mark.parametrize("method", explanations.METHODS)
+@pytest.mark.parametrize("method", list(explanations.METHODS))
 def test_nested_backbone_works_for_every_method(method):
     # Untrained MobileNetV2 features are ~1e-10, too small for any probability
     # to move when a patch is covered; occlusion gets the small backbone.
@@ -261,7 +272,7 @@ def test_sequential_models_work_for_every_method():
         (lambda m, x: cnnviz.explain(m, x, layer="nope"), "no layer named 'nope'"),
         (lambda m, x: cnnviz.explain(m, x, class_index=7), "class_index must be in 0..2"),
         (lambda m, x: cnnviz.explain(m, x, method="occlusion", patch_size=99), "patch_size must be"),
-        (lambda m, x: explanations.overlay(x[0], np.ones((4, 4)), colormap="nope"), "unknown colormap"),
+        (lambda m, x: render.overlay(x[0], np.ones((4, 4)), colormap="nope"), "unknown colormap"),
     ],
 )
 def test_bad_arguments_get_clear_messages(call, message):
@@ -284,16 +295,16 @@ def test_overlay_blends_with_the_given_opacity():
     image = np.full((10, 12, 3), 200, np.uint8)
     heatmap = np.zeros((5, 6), np.float32)
     heatmap[0, 0] = 1.0
-    untouched = explanations.overlay(image, heatmap, opacity=0.0)
+    untouched = render.overlay(image, heatmap, opacity=0.0)
     np.testing.assert_array_equal(untouched, image)
-    full = explanations.overlay(image, heatmap, colormap="Viridis", opacity=1.0)
-    lut = explanations.colormap_lut("Viridis")
+    full = render.overlay(image, heatmap, colormap="Viridis", opacity=1.0)
+    lut = render.colormap_lut("Viridis")
     assert full.shape == (10, 12, 3) and full.dtype == np.uint8
     np.testing.assert_array_equal(full[-1, -1], lut[0])  # cold corner = the colormap's low end
-    gray = explanations.overlay(np.full((10, 12, 1), 50, np.uint8), heatmap, opacity=0.5)
+    gray = render.overlay(np.full((10, 12, 1), 50, np.uint8), heatmap, opacity=0.5)
     assert gray.shape == (10, 12, 3)
     with pytest.raises(ConfigError, match="opacity"):
-        explanations.overlay(image, heatmap, opacity=2)
+        render.overlay(image, heatmap, opacity=2)
 
 
 def _independent_shapes(count: int, seed: int = 7):
@@ -337,9 +348,78 @@ def _independent_shapes(count: int, seed: int = 7):
     return np.stack(images), np.array(labels), np.array(boxes)
 
 
-def test_default_model_and_gradcam_hold_on_shapes_drawn_independently(shapes_model):
+def test_the_shipped_model_and_gradcam_hold_on_shapes_drawn_independently(shapes_model):
     images, labels, boxes = _independent_shapes(120)
     correct = cnnviz.predict_probabilities(shapes_model, images).argmax(axis=1) == labels
     assert correct.mean() >= 0.95
     heatmaps = cnnviz.explain(shapes_model, images[correct], method="gradcam")
     assert _max_points_inside(heatmaps, boxes[correct]).mean() >= 0.9
+
+
+@pytest.mark.parametrize("size", [(64, 64), (7, 9), (3, 130), (1, 1)])
+def test_bilinear_resize_matches_tensorflow_within_1e_5(size):
+    import tensorflow as tf
+
+    maps = np.random.default_rng(4).random((3, 8, 12)).astype(np.float32) * 5
+    theirs = tf.image.resize(maps[..., None], size, method="bilinear").numpy()[..., 0]
+    ours = render.resize_maps(maps, size)
+    assert ours.shape == (3, *size) and ours.dtype == np.float32
+    assert np.abs(ours - theirs).max() <= 1e-5
+
+
+def test_rendering_a_heatmap_loads_no_tensorflow():
+    code = (
+        "import sys, numpy as np\n"
+        "from cnnviz import render\n"
+        "maps = render.normalize_maps(render.resize_maps(np.random.rand(1, 4, 4), (32, 32)))\n"
+        "picture = render.overlay(np.zeros((32, 32, 3), np.uint8), maps[0])\n"
+        "assert picture.shape == (32, 32, 3) and picture.max() > 0\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    run_in_a_fresh_python(code)
+
+
+def test_the_registry_says_which_methods_read_a_layer_and_gives_each_a_label():
+    assert [name for name, method in explanations.METHODS.items() if method.needs_layer] == [
+        "gradcam",
+        "gradcam++",
+        "layercam",
+        "scorecam",
+    ]
+    assert all(method.label and method.name == name for name, method in explanations.METHODS.items())
+
+
+def test_a_new_method_is_one_registry_entry(monkeypatch, shapes_model, unseen_shapes):
+    def centre(model, images, class_index, layer, radius=8):
+        maps = np.zeros((len(images), 64, 64), np.float32)
+        maps[:, 32 - radius : 32 + radius, 32 - radius : 32 + radius] = 1
+        return maps
+
+    monkeypatch.setitem(
+        explanations.METHODS, "centre", explanations.Method("centre", "Centre", centre, options={"radius": 8})
+    )
+    heatmaps = cnnviz.explain(shapes_model, unseen_shapes[0][:2], method="centre", radius=4)
+    assert (
+        heatmaps.shape == (2, 64, 64)
+        and heatmaps[:, 32, 32].tolist() == [1.0, 1.0]
+        and heatmaps[:, 0, 0].sum() == 0
+    )
+
+
+@pytest.mark.slow
+def test_a_freshly_trained_shapes_model_points_at_the_shapes():
+    """The training code, not the shipped file: a short run (32 px shapes, 8 epochs) must learn to look at
+    the shapes, at its 8x8 layer, clearly more often than the same design untrained."""
+    data = cnnviz.load_dataset("shapes", num_samples=3000, image_size=32)
+    result = cnnviz.train("fast", data, cnnviz.TrainConfig(epochs=8))
+    images, labels, boxes = generate_shapes(200, seed=UNSEEN_SEED, image_size=32)
+    correct = cnnviz.predict_probabilities(result.model, images).argmax(axis=1) == labels
+    assert correct.mean() >= 0.7
+    trained = _max_points_inside(
+        cnnviz.explain(result.model, images[correct], layer="act3"), boxes[correct]
+    ).mean()
+    untrained_model = cnnviz.build_model(cnnviz.preset_config("fast", data.image_shape, 4), seed=9)
+    untrained = _max_points_inside(
+        cnnviz.explain(untrained_model, images[correct], layer="act3"), boxes[correct]
+    )
+    assert trained >= 0.65 and trained >= untrained.mean() + 0.2

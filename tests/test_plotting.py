@@ -33,7 +33,7 @@ def test_confusion_matrix_counts_shares_and_cell_markers():
 def test_confusion_matrix_from_an_evaluation_result(tiny_arrays):
     images, labels = tiny_arrays
     model = cnnviz.build_model(
-        cnnviz.ModelConfig(input_shape=(16, 16, 3), num_classes=2, conv_blocks=1, filters=4)
+        cnnviz.ConvNetConfig(input_shape=(16, 16, 3), num_classes=2, conv_blocks=1, filters=4)
     )
     result = cnnviz.evaluate(model, (images, labels), class_names=("dark", "bright"))
     figure = cnnviz.confusion_matrix_figure(result)
@@ -94,7 +94,7 @@ def test_per_class_and_weight_figures():
     assert [trace.name for trace in bars.data] == ["precision", "recall", "f1"]
     keras.utils.set_random_seed(0)
     model = cnnviz.build_model(
-        cnnviz.ModelConfig(input_shape=(12, 12, 3), num_classes=2, conv_blocks=1, filters=4)
+        cnnviz.ConvNetConfig(input_shape=(12, 12, 3), num_classes=2, conv_blocks=1, filters=4)
     )
     histograms = cnnviz.weight_histograms(model)
     kernel_figure = plotting.weight_histogram_figure(histograms, ("kernel",))
