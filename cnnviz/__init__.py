@@ -4,7 +4,7 @@ Example:
 
 >>> import cnnviz
 >>> data = cnnviz.load_dataset("shapes")
->>> result = cnnviz.train("fast", data, cnnviz.TrainConfig(time_budget=30))
+>>> result = cnnviz.train("fast", data, cnnviz.TrainConfig(epochs=None, time_budget=30))
 >>> cnnviz.evaluate(result.model, data).accuracy
 0.98...
 
@@ -15,9 +15,13 @@ Keras; they load on first use of a function that needs them.
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+try:
+    __version__ = metadata.version("cnnviz")  # one source: pyproject.toml, through the installed metadata
+except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 # Public name -> module that defines it.
 _EXPORTS = {
@@ -30,16 +34,21 @@ _EXPORTS = {
     "ImageStream": "cnnviz.streaming",
     "make_strategy": "cnnviz.distribute",
     "ModelConfig": "cnnviz.models",
+    "ConvNetConfig": "cnnviz.models",
+    "TransferConfig": "cnnviz.models",
+    "HeadConfig": "cnnviz.models",
     "PRESETS": "cnnviz.models",
     "preset_config": "cnnviz.models",
     "build_model": "cnnviz.models",
     "count_flops": "cnnviz.models",
     "describe_model": "cnnviz.models",
-    "TrainConfig": "cnnviz.training",
-    "TrainResult": "cnnviz.training",
-    "train": "cnnviz.training",
-    "augment_preview": "cnnviz.training",
-    "resolve_precision": "cnnviz.training",
+    "TrainConfig": "cnnviz.training.config",
+    "TrainResult": "cnnviz.training.config",
+    "train": "cnnviz.training.loop",
+    "augment_preview": "cnnviz.training.augmentation",
+    "resolve_precision": "cnnviz.training.precision",
+    "TrainRequest": "cnnviz.runs",
+    "evaluate_saved": "cnnviz.runs",
     "evaluate": "cnnviz.evaluation",
     "EvaluationResult": "cnnviz.evaluation",
     "predict": "cnnviz.evaluation",
@@ -50,10 +59,11 @@ _EXPORTS = {
     "imagenet_classifier": "cnnviz.pretrained",
     "BACKBONES": "cnnviz.pretrained",
     "explain": "cnnviz.explanations",
+    "explain_each": "cnnviz.explanations",
     "METHODS": "cnnviz.explanations",
-    "list_layers": "cnnviz.explanations",
-    "default_cam_layer": "cnnviz.explanations",
-    "overlay": "cnnviz.explanations",
+    "list_layers": "cnnviz.introspect",
+    "default_cam_layer": "cnnviz.introspect",
+    "overlay": "cnnviz.render",
     "feature_maps": "cnnviz.activations",
     "filter_images": "cnnviz.activations",
     "class_images": "cnnviz.activations",
@@ -79,7 +89,23 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+# Submodules reachable as attributes (`cnnviz.runs.run(...)`), loaded on first use.
+_SUBMODULES = (
+    "runs",
+    "events",
+    "plotting",
+    "explanations",
+    "introspect",
+    "render",
+    "models",
+    "data",
+    "limits",
+)
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"cnnviz.{name}")
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'cnnviz' has no attribute {name!r}")
@@ -92,16 +118,27 @@ def __dir__():
     return sorted(set(globals()) | set(__all__))
 
 
-if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
+if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers; a test keeps it equal to _EXPORTS
     from cnnviz.activations import class_images, feature_maps, filter_images
     from cnnviz.comparison import VARIANTS, compare
     from cnnviz.data import Dataset, LoadReport, Split, load_dataset
     from cnnviz.distribute import make_strategy
     from cnnviz.errors import CnnvizError, ConfigError, DatasetError, ImageError, ModelFileError
     from cnnviz.evaluation import EvaluationResult, evaluate, predict, predict_probabilities
-    from cnnviz.explanations import METHODS, default_cam_layer, explain, list_layers, overlay
+    from cnnviz.explanations import METHODS, explain, explain_each
     from cnnviz.images import load_image
-    from cnnviz.models import PRESETS, ModelConfig, build_model, count_flops, describe_model, preset_config
+    from cnnviz.introspect import default_cam_layer, list_layers
+    from cnnviz.models import (
+        PRESETS,
+        ConvNetConfig,
+        HeadConfig,
+        ModelConfig,
+        TransferConfig,
+        build_model,
+        count_flops,
+        describe_model,
+        preset_config,
+    )
     from cnnviz.plotting import (
         comparison_figure,
         confusion_matrix_figure,
@@ -112,7 +149,12 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
         save_png,
     )
     from cnnviz.pretrained import BACKBONES, imagenet_classifier
+    from cnnviz.render import overlay
+    from cnnviz.runs import TrainRequest, evaluate_saved
     from cnnviz.saving import class_names_of, load_model, save_model
     from cnnviz.streaming import ImageStream, stream_image_folder
-    from cnnviz.training import TrainConfig, TrainResult, augment_preview, resolve_precision, train
+    from cnnviz.training.augmentation import augment_preview
+    from cnnviz.training.config import TrainConfig, TrainResult
+    from cnnviz.training.loop import train
+    from cnnviz.training.precision import resolve_precision
     from cnnviz.weights import kernel_images, weight_changes, weight_histograms

@@ -130,6 +130,25 @@ class EvaluationResult:
         }
 
 
+def _per_class(labels, predictions, class_names) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support of each class (scikit-learn's definitions)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predictions, labels=np.arange(len(class_names)), zero_division=0
+    )
+    return [
+        {
+            "class": name,
+            "precision": float(precision[index]),
+            "recall": float(recall[index]),
+            "f1": float(f1[index]),
+            "support": int(support[index]),
+        }
+        for index, name in enumerate(class_names)
+    ]
+
+
 def evaluate(
     model, data, split: str = "test", class_names: tuple[str, ...] | None = None
 ) -> EvaluationResult:
@@ -138,31 +157,24 @@ def evaluate(
     Args:
         model: a Keras classifier.
         data: a `cnnviz.Dataset` (its `split` is used), a `cnnviz.ImageStream`
-            (its `split` is decoded into memory) or `(images, labels)`.
+            (its `split` is decoded into memory) or `(images, labels)` (all of them).
         split: `"test"`, `"validation"` or `"train"`. Defaults to `"test"`.
         class_names: optional names; defaults to the dataset's or the model's.
 
     Returns:
         An `EvaluationResult`.
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import confusion_matrix
 
-    from cnnviz.data import Dataset
     from cnnviz.saving import class_names_of
-    from cnnviz.streaming import ImageStream
+    from cnnviz.training.sources import as_source
 
-    if isinstance(data, ImageStream):
-        images, labels = data.arrays(split)
-        class_names = class_names or data.class_names
-    elif isinstance(data, Dataset):
-        part = getattr(data, split, None)
-        if part is None:
-            raise ConfigError(f"split must be train, validation or test, got {split!r}.")
-        images, labels = part.images, part.labels
-        class_names = class_names or data.class_names
+    if isinstance(data, (tuple, list)):  # bare arrays: all of them, whatever `split` says
+        images, labels = data[0], np.asarray(data[1]).reshape(-1)
     else:
-        images, labels = data
-        labels = np.asarray(labels).reshape(-1)
+        source = as_source(data)
+        images, labels = source.arrays(split)
+        class_names = class_names or source.class_names
     if len(labels) == 0:
         raise ConfigError(f"there are no images to evaluate in the {split} split.")
     class_names = tuple(class_names or class_names_of(model))
@@ -175,19 +187,7 @@ def evaluate(
     labels = np.asarray(labels, dtype=np.int64)
     every_class = np.arange(len(class_names))
     matrix = confusion_matrix(labels, predictions, labels=every_class).astype(np.int64)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predictions, labels=every_class, zero_division=0
-    )
-    per_class = [
-        {
-            "class": name,
-            "precision": float(precision[index]),
-            "recall": float(recall[index]),
-            "f1": float(f1[index]),
-            "support": int(support[index]),
-        }
-        for index, name in enumerate(class_names)
-    ]
+    per_class = _per_class(labels, predictions, class_names)
     wrong = np.flatnonzero(predictions != labels)
     confidence = probabilities[wrong, predictions[wrong]]
     misclassified = wrong[np.argsort(-confidence, kind="stable")]

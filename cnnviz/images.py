@@ -118,7 +118,15 @@ def load_image(source: ImageSource) -> NDArray[np.uint8]:
     ((480, 640, 3), dtype('uint8'))
     """
     name = _describe(source)
-    data = _read_bytes(source)
+    image = _decoded(name, _read_bytes(source))
+    array = np.asarray(_to_gray_or_rgb(image), dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[..., None]
+    return np.ascontiguousarray(array)
+
+
+def _decoded(name: str, data: bytes) -> Image.Image:
+    """The decoded, upright first frame; a pixel count over the limit is refused before decoding."""
     max_pixels = limits.max_image_pixels()
     try:
         with warnings.catch_warnings():
@@ -134,7 +142,7 @@ def load_image(source: ImageSource) -> NDArray[np.uint8]:
                 )
             image.seek(0)
             image.load()
-            image = ImageOps.exif_transpose(image)
+            return ImageOps.exif_transpose(image)
     except ImageError:
         raise
     except Image.DecompressionBombError as error:
@@ -150,29 +158,23 @@ def load_image(source: ImageSource) -> NDArray[np.uint8]:
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as error:
         raise ImageError(f"{name}: the image file is truncated or corrupt ({error}).")
 
+
+def _to_gray_or_rgb(image: Image.Image) -> Image.Image:
+    """8-bit gray for gray images (palettes of grays too), RGB for the rest; transparency onto white."""
     mode = image.mode
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
     if mode in _GRAY_MODES and not has_alpha:
-        image = _to_8bit_gray(image)
-    elif mode == "LA" or mode == "La":
-        image = _flatten_alpha(image).convert("L")
-    elif mode == "P" and not has_alpha:
+        return _to_8bit_gray(image)
+    if mode in ("LA", "La"):
+        return _flatten_alpha(image).convert("L")
+    if mode == "P" and not has_alpha:
         palette_image = image.convert("RGB")
         array = np.asarray(palette_image)
-        # A palette image whose palette is all grays is a grayscale image.
-        if np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 1], array[..., 2]):
-            image = palette_image.convert("L")
-        else:
-            image = palette_image
-    elif has_alpha:
-        image = _flatten_alpha(image)
-    else:
-        image = image.convert("RGB")
-
-    array = np.asarray(image, dtype=np.uint8)
-    if array.ndim == 2:
-        array = array[..., None]
-    return np.ascontiguousarray(array)
+        gray = np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 1], array[..., 2])
+        return palette_image.convert("L") if gray else palette_image
+    if has_alpha:
+        return _flatten_alpha(image)
+    return image.convert("RGB")
 
 
 def resize_image(

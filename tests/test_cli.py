@@ -59,12 +59,20 @@ def test_train_evaluate_predict_json_contract(capsys, tmp_path, image_folder):
     assert summary["parameters"] > 0 and summary["flops_per_image"] > summary["parameters"]
     assert model_path.exists()
 
+    # Its own training folder: scored on the test split it never saw (2 of 12 per class).
     status, out, err = _run(capsys, "evaluate", str(model_path), "--data", str(image_folder), "--json")
     assert status == 0, err
     report = _last_json(out)
-    assert report["n"] == 24 and report["classes"] == ["bright", "dark"]
-    assert np.asarray(report["confusion_matrix"]).sum() == 24
-    assert 0 <= report["accuracy"] <= 1
+    assert report["n"] == 4 and report["classes"] == ["bright", "dark"]
+    # Another folder: all of it.
+    import shutil
+
+    other = shutil.copytree(image_folder, tmp_path / "other")
+    status, out, err = _run(capsys, "evaluate", str(model_path), "--data", str(other), "--json")
+    assert status == 0, err
+    report = _last_json(out)
+    assert report["n"] == 24 and np.asarray(report["confusion_matrix"]).sum() == 24
+    assert report["accuracy"] >= 0.9  # bright vs dark: an inverted class map would score 0
 
     good = image_folder / "bright" / "0.png"
     bad = tmp_path / "bad.png"
@@ -96,8 +104,11 @@ def test_evaluate_unknown_class_folder_is_clear(capsys, tmp_path, image_folder):
         )[0]
         == 0
     )
-    (image_folder / "bright").rename(image_folder / "zebra")
-    status, out, err = _run(capsys, "evaluate", str(model_path), "--data", str(image_folder))
+    import shutil
+
+    other = shutil.copytree(image_folder, image_folder.parent / "other")
+    (other / "bright").rename(other / "zebra")
+    status, out, err = _run(capsys, "evaluate", str(model_path), "--data", str(other))
     assert status == 2
     assert "'zebra' is not one the model knows" in err
 
@@ -141,13 +152,13 @@ def test_not_a_model_file(capsys, tmp_path):
 def test_native_noise_on_stderr_is_held_back_unless_the_block_fails(capfd):
     import os
 
-    from cnnviz.cli import _native_stderr_held_back
+    from cnnviz.cli import native_stderr_held_back
 
     # What TensorFlow's C++ side writes to descriptor 2 while it loads, on AVX-512 CPUs.
-    with _native_stderr_held_back():
+    with native_stderr_held_back():
         os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on.\n")
     assert capfd.readouterr().err == ""
-    with pytest.raises(ImportError), _native_stderr_held_back():
+    with pytest.raises(ImportError), native_stderr_held_back():
         os.write(2, b"libtensorflow_cc.so.2: cannot open shared object file\n")
         raise ImportError("no tensorflow")
     assert "cannot open shared object file" in capfd.readouterr().err  # a failure keeps its reason
@@ -169,21 +180,26 @@ def test_python_dash_m_entry_point(tmp_path):
 
 
 @pytest.mark.parametrize("name, classes, size", [("shapes", 4, (64, 64, 3)), ("digits", 10, (28, 28, 1))])
-def test_default_models_ship_and_answer(name, classes, size, tmp_path):
+def test_the_shipped_default_models_answer_on_test_images_they_never_saw(name, classes, size):
     import cnnviz
+    from cnnviz import runs
 
     path = ASSETS / f"{name}.keras"
     assert path.stat().st_size <= 2 * 1024 * 1024
     model = cnnviz.load_model(path)
     assert len(cnnviz.class_names_of(model)) == classes
     assert tuple(model.input_shape[1:]) == size
-    data = cnnviz.load_dataset(name, num_samples=400 if name == "shapes" else None, seed=99)
-    assert cnnviz.evaluate(model, data).accuracy >= 0.9
+    # The test split of the split they were trained with (seed 0): never the images they learnt from.
+    test = runs.evaluation_data(model, name).test
+    train_split = cnnviz.load_dataset(name, seed=runs.split_seed_of(model)).train
+    trained_on = {image.tobytes() for image in train_split.images}
+    assert not any(image.tobytes() in trained_on for image in test.images)
+    assert runs.evaluate_saved(model, name).accuracy >= 0.9
 
 
 def test_evaluate_reuses_the_training_seed_for_an_unseen_test_split(capsys, tmp_path, monkeypatch):
     import cnnviz
-    import cnnviz.cli as cli
+    from cnnviz.cli import commands
 
     model_path = tmp_path / "digits.keras"
     status, _, err = _run(
@@ -194,13 +210,13 @@ def test_evaluate_reuses_the_training_seed_for_an_unseen_test_split(capsys, tmp_
 
     assert get_metadata(cnnviz.load_model(model_path))["training"]["seed"] == 7
     seeds = []
-    real_load = cli._load_data
+    real_load = commands._load_data
 
     def spy(source, **kwargs):
         seeds.append(kwargs.get("seed"))
         return real_load(source, **kwargs)
 
-    monkeypatch.setattr(cli, "_load_data", spy)
+    monkeypatch.setattr(commands, "_load_data", spy)
     assert _run(capsys, "evaluate", str(model_path), "--data", "digits")[0] == 0
     assert _run(capsys, "evaluate", str(model_path), "--data", "digits", "--seed", "3")[0] == 0
     assert seeds == [7, 3]
@@ -329,3 +345,56 @@ def test_train_set_changes_the_model_design(capsys, tmp_path, image_folder):
     model = cnnviz.load_model(model_path)
     assert model.get_layer("conv1").filters == 8
     assert "conv2" not in [layer.name for layer in model.layers]
+
+
+def test_version_says_the_packages_version(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"cnnviz {metadata.version('cnnviz')}"
+
+
+def test_every_train_config_field_is_a_flag_of_train_and_compare(capsys):
+    import dataclasses
+
+    from cnnviz.cli import build_parser
+    from cnnviz.cli.arguments import given_fields
+    from cnnviz.cli.commands import _train_config
+    from cnnviz.training import TrainConfig
+
+    parser = build_parser()
+    for command in ("train", "compare"):
+        action = next(a for a in parser._actions if a.dest == "command")
+        flags = {option for a in action.choices[command]._actions for option in a.option_strings}
+        for field in dataclasses.fields(TrainConfig):
+            assert "--" + field.name.replace("_", "-") in flags, (command, field.name)
+    args = parser.parse_args(
+        [
+            "train",
+            "--data",
+            "digits",
+            "--out",
+            "m.keras",
+            "--schedule",
+            "constant",
+            "--flip",
+            "horizontal",
+            "--augment",
+        ]
+    )
+    assert given_fields(args, TrainConfig) == {"schedule": "constant", "flip": "horizontal"}
+    config = _train_config(args)
+    assert (config.schedule, config.flip, config.translate, config.epochs) == (
+        "constant",
+        "horizontal",
+        0.06,
+        10,
+    )
+    budget_only = _train_config(
+        parser.parse_args(["train", "--data", "d", "--out", "m.keras", "--time-budget", "5"])
+    )
+    assert (budget_only.epochs, budget_only.time_budget) == (None, 5.0)  # until the budget is spent
+    assert main(["train", "--data", "digits", "--out", "m.keras", "--flip", "sideways"]) == 2
+    assert "invalid choice: 'sideways'" in capsys.readouterr().err

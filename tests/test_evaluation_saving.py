@@ -6,12 +6,12 @@ import pytest
 
 import cnnviz
 from cnnviz.errors import ModelFileError
-from cnnviz.models import ModelConfig, build_model
+from cnnviz.models import ConvNetConfig, build_model
 from cnnviz.training import TrainConfig
 
 from .conftest import write_image
 
-SMALL = ModelConfig(input_shape=(16, 16, 3), num_classes=2, conv_blocks=2, filters=4)
+SMALL = ConvNetConfig(input_shape=(16, 16, 3), num_classes=2, conv_blocks=2, filters=4)
 
 
 @pytest.fixture
@@ -21,21 +21,36 @@ def trained(tiny_arrays):
     return model
 
 
-def test_evaluate_matches_sklearn_definitions(trained, tiny_arrays):
-    images, labels = tiny_arrays
-    result = cnnviz.evaluate(trained, (images, labels), class_names=("dark", "bright"))
-    predictions = result.predictions
-    assert result.accuracy == pytest.approx(np.mean(predictions == labels))
-    assert result.confusion_matrix.sum() == len(labels)
-    assert np.trace(result.confusion_matrix) == int(np.sum(predictions == labels))
-    assert [row["class"] for row in result.per_class] == ["dark", "bright"]
-    for index in np.flatnonzero(predictions != labels):
-        assert index in result.misclassified
-    confidences = result.probabilities[result.misclassified, result.predictions[result.misclassified]]
-    assert (np.diff(confidences) <= 1e-6).all()
-    cell = result.cell_indices(1, 1)
-    assert ((labels[cell] == 1) & (predictions[cell] == 1)).all()
-    assert result.top_k(2).shape == (len(labels), 2)
+def test_evaluate_agrees_with_sklearn_on_a_model_that_makes_mistakes():
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 255, (60, 16, 16, 3)).astype(np.uint8)
+    labels = rng.integers(0, 3, 60)
+    model = build_model(SMALL.replace(num_classes=3), seed=1)  # untrained: it gets many wrong
+    result = cnnviz.evaluate(model, (images, labels), class_names=("a", "b", "c"))
+    # Predictions computed here, independently of cnnviz.evaluate.
+    probabilities = np.asarray(model(images.astype(np.float32), training=False))
+    predictions = probabilities.argmax(axis=1)
+    assert 0 < result.accuracy < 1  # both right and wrong answers to check
+    assert result.accuracy == pytest.approx(accuracy_score(labels, predictions))
+    np.testing.assert_array_equal(
+        result.confusion_matrix, confusion_matrix(labels, predictions, labels=[0, 1, 2])
+    )
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predictions, labels=[0, 1, 2], zero_division=0
+    )
+    for row, p, r, f, n in zip(result.per_class, precision, recall, f1, support):
+        assert (row["precision"], row["recall"], row["f1"], row["support"]) == pytest.approx((p, r, f, n))
+    assert [row["class"] for row in result.per_class] == ["a", "b", "c"]
+    # Mistakes: exactly the wrong ones, the most confident first.
+    wrong = np.flatnonzero(predictions != labels)
+    assert sorted(result.misclassified.tolist()) == wrong.tolist()
+    confidences = probabilities[result.misclassified, predictions[result.misclassified]]
+    assert len(confidences) >= 2 and (np.diff(confidences) <= 1e-6).all()
+    cell = result.cell_indices(1, 2)
+    assert cell.tolist() == np.flatnonzero((labels == 1) & (predictions == 2)).tolist()
+    np.testing.assert_array_equal(result.top_k(2)[:, 0], predictions)
 
 
 def test_predict_top_k_and_raw_file(trained, tiny_arrays, tmp_path):

@@ -1,0 +1,369 @@
+"""What each CLI command does: adapt its arguments, call the library, print the answer."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from cnnviz.cli.arguments import UsageError, given_fields
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+def _progress_bar(total: int | None, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+def _load_data(source: str, **kwargs):
+    """`cnnviz.runs.load_data` with a progress bar while files are read."""
+    from cnnviz import runs
+
+    bar = None
+
+    def progress(done: int, total: int):
+        nonlocal bar
+        if bar is None:
+            bar = _progress_bar(total, "loading images")
+        bar.update(done - bar.n)
+
+    try:
+        return runs.load_data(source, progress=progress, **kwargs)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _train_config(args):
+    from cnnviz import runs
+    from cnnviz.training.config import DEFAULT_AUGMENTATION, TrainConfig
+
+    given = given_fields(args, TrainConfig)
+    return runs.train_config(**({**DEFAULT_AUGMENTATION, **given} if args.augment else given))
+
+
+def _command_train(args) -> int:
+    # Ctrl-C stops training after the current batch and saves what was learnt.
+    stop = threading.Event()
+
+    def on_interrupt(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(
+            "\ncnnviz: stopping after this batch; the model so far will be saved (Ctrl-C again to abort).",
+            file=sys.stderr,
+        )
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGINT, on_interrupt) if in_main_thread else None
+    try:
+        return _train_and_save(args, stop)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous_handler)
+
+
+def _model_path(text: str) -> Path:
+    out = Path(text)
+    if out.suffix != ".keras":
+        raise UsageError(f"--out {text}: the model file must end in .keras")
+    if out.is_dir():
+        raise UsageError(f"--out {text}: is a folder; give a file name ending in .keras")
+    return out
+
+
+def _epoch_bar(config):
+    """A progress bar over epochs, and the event callback that moves it."""
+    from cnnviz.events import EpochEnd
+
+    bar = _progress_bar(config.epochs if not config.time_budget else None, "training")
+
+    def on_event(event):
+        if isinstance(event, EpochEnd):
+            shown = {
+                key: f"{value:.3f}"
+                for key, value in event.metrics.items()
+                if "accuracy" in key or key == "loss"
+            }
+            bar.set_postfix(shown)
+            bar.update(1)
+
+    return bar, on_event
+
+
+def _train_and_save(args, stop: threading.Event) -> int:
+    from cnnviz import runs
+    from cnnviz.distribute import is_chief, make_strategy
+
+    out = _model_path(args.out)
+    config = _train_config(args)
+    # Before any other TensorFlow work: a strategy fixes devices and the cluster.
+    strategy = make_strategy(args.distribute, args.cpu_replicas)
+    data = _load_data(
+        args.data,
+        image_size=args.image_size,
+        seed=config.seed,
+        num_samples=args.num_samples,
+        stream=args.stream,
+        cache_dir=args.cache_dir,
+    )
+    if data.report is not None and data.report.skipped:
+        print(f"cnnviz: {data.report.summary()}", file=sys.stderr)
+    request = runs.TrainRequest(data, args.data, args.preset, dict(args.overrides), config)
+    bar, on_event = _epoch_bar(config)
+    try:
+        # Every finished epoch replaces --out atomically: a killed run leaves the last one loadable.
+        result = runs.run(
+            request,
+            on_event=on_event,
+            stop_event=stop,
+            log_dir=args.log_dir,
+            strategy=strategy,
+            checkpoint_path=out,
+        )
+    finally:
+        bar.close()
+    chief = is_chief(strategy)
+    print(f"cnnviz: {result.message}" + (f" Saved {out}." if chief else ""), file=sys.stderr)
+    _report_training(args, result, data, str(out) if chief else None, strategy)
+    return EXIT_FAILED if result.stop_reason == "nan" else 0
+
+
+def _report_training(args, result, data, saved: str | None, strategy) -> None:
+    from cnnviz.models import count_flops
+
+    summary = {
+        "train_seconds": round(result.train_seconds, 3),
+        "epochs": result.epochs,
+        "samples_per_second": round(result.samples_per_second, 1),
+        "val_accuracy": result.val_accuracy,
+        "classes": list(data.class_names),
+        "precision": result.precision,
+        "parameters": int(result.model.count_params()),
+        "flops_per_image": count_flops(result.model),
+        "stop_reason": result.stop_reason,
+        "model": saved,
+        "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
+    }
+    if args.json:
+        _print_json(summary)
+        return
+    accuracy = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.4f}"
+    print(
+        f"trained {result.epochs} epochs in {result.train_seconds:.1f} s "
+        f"({result.samples_per_second:.0f} samples/s), validation accuracy {accuracy} -> {args.out}\n"
+        f"model: {summary['parameters']:,} parameters, {summary['flops_per_image'] / 1e6:.1f} MFLOPs per image"
+    )
+
+
+def _command_evaluate(args) -> int:
+    import cnnviz
+    from cnnviz import runs
+
+    model = cnnviz.load_model(args.model)
+    result = runs.evaluate_saved(model, args.data, seed=args.seed, load=_load_data)
+    if args.json:
+        payload = result.to_dict()
+        _print_json(
+            {key: payload[key] for key in ("accuracy", "confusion_matrix", "classes", "n", "per_class")}
+        )
+        return 0
+    print(f"accuracy {result.accuracy:.4f} on {result.n} images")
+    for row in result.per_class:
+        print(
+            f"  {row['class']:>16}  precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
+            f"f1 {row['f1']:.3f}  ({row['support']} images)"
+        )
+    return 0
+
+
+def _load_images(file_names: list[str]):
+    """Loads each file; a bad one becomes an error entry (and one stderr line), the rest go on."""
+    import cnnviz
+    from cnnviz.errors import ImageError
+
+    images, names, errors = [], [], []
+    for file_name in file_names:
+        try:
+            images.append(cnnviz.load_image(file_name))
+            names.append(file_name)
+        except ImageError as error:
+            errors.append({"file": file_name, "error": str(error)})
+            print(f"cnnviz: {error}", file=sys.stderr)
+    return images, names, errors
+
+
+def _load_model(name: str):
+    import cnnviz
+
+    if name == "imagenet" and not Path(name).exists():
+        return cnnviz.imagenet_classifier()
+    return cnnviz.load_model(name)
+
+
+def _command_predict(args) -> int:
+    import cnnviz
+
+    model = _load_model(args.model)
+    predictions = []
+    images, names, errors = _load_images(args.images)
+    if images:
+        for file_name, result in zip(names, cnnviz.predict(model, images, top_k=args.top_k)):
+            predictions.append({"file": file_name, **result})
+    if args.json:
+        _print_json({"predictions": predictions, "errors": errors})
+    else:
+        for item in predictions:
+            ranked = ", ".join(f"{entry['class']} {entry['probability']:.3f}" for entry in item["top_k"])
+            print(f"{item['file']}: {item['class']} ({item['probability']:.3f})  [{ranked}]")
+    return EXIT_BAD_INPUT if errors else 0
+
+
+def _class_index(model, class_name: str | None) -> int | None:
+    import cnnviz
+    from cnnviz.errors import ConfigError
+
+    if class_name is None:
+        return None
+    class_names = cnnviz.class_names_of(model)
+    if class_name not in class_names:
+        raise ConfigError(f"--class {class_name!r}: the model's classes are {', '.join(class_names)}.")
+    return class_names.index(class_name)
+
+
+def _overlay_paths(out: Path, names: list[str], method: str) -> list[Path]:
+    """One PNG path per input, unique when two inputs share a name in different folders."""
+    paths: list[Path] = []
+    for file_name in names:
+        stem = Path(file_name).stem or "image"
+        target, counter = out / f"{stem}.{method}.png", 1
+        while target in paths:
+            counter += 1
+            target = out / f"{stem}-{counter}.{method}.png"
+        paths.append(target)
+    return paths
+
+
+def _command_explain(args) -> int:
+    import numpy as np
+
+    import cnnviz
+    from cnnviz.plotting import save_png
+    from cnnviz.render import overlay
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out}: is a file; give a folder for the overlay PNGs")
+    model = _load_model(args.model)
+    class_names = cnnviz.class_names_of(model)
+    class_index = _class_index(model, args.class_name)
+    results = []
+    images, names, errors = _load_images(args.images)
+    if images:
+        out.mkdir(parents=True, exist_ok=True)
+        probabilities = cnnviz.predict_probabilities(model, images)
+        heatmaps = cnnviz.explain(
+            model, images, method=args.method, class_index=class_index, layer=args.layer
+        )
+        paths = _overlay_paths(out, names, args.method)
+        for file_name, image, heatmap, row, target in zip(names, images, heatmaps, probabilities, paths):
+            index = class_index if class_index is not None else int(np.argmax(row))
+            save_png(overlay(image, heatmap, colormap=args.colormap, opacity=args.opacity), target)
+            results.append(
+                {
+                    "file": file_name,
+                    "class": class_names[index],
+                    "probability": float(row[index]),
+                    "heatmap_png": str(target),
+                }
+            )
+    if args.json:
+        _print_json({"results": results, "errors": errors})
+    else:
+        for item in results:
+            print(f"{item['file']}: {item['class']} ({item['probability']:.3f}) -> {item['heatmap_png']}")
+    return EXIT_BAD_INPUT if errors else 0
+
+
+def _command_compare(args) -> int:
+    import cnnviz
+    from cnnviz.events import VariantBegin
+    from cnnviz.models import fit_design
+    from cnnviz.training.config import TrainConfig
+
+    if args.figure is not None and not args.figure.endswith(".png"):
+        raise UsageError(f"--figure {args.figure}: give a file name ending in .png")
+    settings = given_fields(args, TrainConfig)
+    time_budget = settings.pop("time_budget", 30.0)
+    train_config = TrainConfig(**settings)
+    data = _load_data(
+        args.data, image_size=args.image_size, seed=train_config.seed, num_samples=args.num_samples
+    )
+    model_config = fit_design(args.preset, data.image_shape, data.num_classes, **dict(args.overrides))
+
+    def on_event(event):
+        if isinstance(event, VariantBegin):
+            print(
+                f"cnnviz: [{event.index + 1}/{event.total}] {event.variant} ({time_budget:g} s)...",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    results = cnnviz.compare(
+        data,
+        args.variants,
+        model_config,
+        train_config,
+        time_budget=time_budget,
+        log_dir=args.log_dir,
+        on_event=on_event,
+    )
+    if args.figure is not None:
+        from cnnviz.plotting import comparison_figure, save_png
+
+        save_png(comparison_figure(results), args.figure)
+    failed = [result for result in results if result.error is not None]
+    for result in failed:
+        print(f"cnnviz: {result.name}: {result.error}", file=sys.stderr)
+    if args.json:
+        _print_json({"data": data.summary(), "results": [result.to_row() for result in results]})
+    else:
+        _print_ranking(results, args.log_dir)
+    return EXIT_BAD_INPUT if len(failed) == len(results) else 0
+
+
+def _print_ranking(results, log_dir) -> None:
+    ranked = sorted(results, key=lambda result: -(result.accuracy or -1))
+    measured_on = ranked[0].measured_on if ranked else "test"
+    print(
+        f"{'variant':<14}{measured_on + ' acc':>10}{'seconds':>9}{'epochs':>8}{'parameters':>12}  what changed"
+    )
+    for result in ranked:
+        accuracy = "failed" if result.accuracy is None else f"{result.accuracy:.4f}"
+        print(
+            f"{result.name:<14}{accuracy:>10}{result.train_seconds:>9.1f}{result.epochs:>8}"
+            f"{result.parameters:>12,}  {result.description}"
+        )
+    if log_dir:
+        print(f"TensorBoard: tensorboard --logdir {log_dir}")
+
+
+COMMANDS = {
+    "train": _command_train,
+    "evaluate": _command_evaluate,
+    "predict": _command_predict,
+    "explain": _command_explain,
+    "compare": _command_compare,
+}

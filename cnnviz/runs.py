@@ -1,0 +1,253 @@
+"""The use cases both front ends share, each written once: a training run, and the
+evaluation of a saved model.
+
+The CLI (`cnnviz train`, `cnnviz evaluate`) and the studio (its Train page's
+background job, its Results page) are thin adapters over these functions:
+
+- `run(TrainRequest(...))` trains a design on loaded data and always records
+  where the model came from (its provenance) in the model's metadata, so the
+  saved file knows its data source, seed, split seed, design and changes.
+- `evaluation_data(model, source)` / `evaluate_saved(model, source)` score a
+  model on images it never saw: a built-in source's test split is drawn with
+  the split seed the model was trained with, and a folder's class names are
+  mapped onto the model's.
+
+Example:
+
+>>> data = cnnviz.runs.load_data("shapes")
+>>> result = cnnviz.runs.run(cnnviz.runs.TrainRequest(data, "shapes", config=cnnviz.TrainConfig(epochs=3)))
+>>> cnnviz.runs.evaluate_saved(result.model, "shapes").accuracy
+0.97...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnviz.errors import DatasetError
+from cnnviz.training.config import TrainConfig, TrainResult
+
+
+def train_config(**settings: Any) -> TrainConfig:
+    """A `TrainConfig` from the settings a person gave; a time budget given without an
+    epoch count runs until it is spent.
+
+    Raises:
+        ConfigError: a bad value, naming the field.
+    """
+    if settings.get("time_budget") and settings.get("epochs") is None:
+        settings["epochs"] = None
+    return TrainConfig(**settings)
+
+
+def load_data(
+    source: str,
+    *,
+    image_size: int | tuple[int, int] | None = None,
+    seed: int = 0,
+    stream: bool = False,
+    cache_dir: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+):
+    """Loads a source: a built-in name, a folder or a zip into memory (`cnnviz.load_dataset`,
+    which takes `options` such as `num_samples`), or a folder streamed from disk (`stream=True`).
+
+    Raises:
+        DatasetError: the source cannot be used (said in one sentence).
+    """
+    if stream:
+        from cnnviz.streaming import stream_image_folder
+
+        if not Path(source).is_dir():
+            raise DatasetError(f"streaming reads a folder of class subfolders; {source} is not a folder.")
+        return stream_image_folder(source, image_size=image_size, seed=seed, cache_dir=cache_dir)
+    from cnnviz.data import load_dataset
+
+    options = {name: value for name, value in options.items() if value is not None}
+    return load_dataset(source, image_size=image_size, seed=seed, progress=progress, **options)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRequest:
+    """One training run, as a person asks for it in either front end.
+
+    Attributes:
+        data: the loaded `cnnviz.Dataset` or `cnnviz.ImageStream`.
+        source: where the data came from, recorded in the model: a built-in
+            name, a path, or a label such as `"upload:photos.zip"`.
+        design: a preset name or a `ConvNetConfig` / `TransferConfig` (fitted
+            to the data's image shape and classes).
+        changes: fields of the design's family to change (flat names).
+        config: the `TrainConfig`.
+    """
+
+    data: Any
+    source: str
+    design: Any = "fast"
+    changes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def model_config(self):
+        """The design to build, for this data."""
+        from cnnviz.models import fit_design
+
+        return fit_design(self.design, self.data.image_shape, self.data.num_classes, **self.changes)
+
+    def provenance(self, model_config) -> dict[str, Any]:
+        """What the saved model records about how it was made."""
+        return {
+            "data": self.source,
+            "seed": self.config.seed,
+            "split_seed": int(getattr(self.data, "seed", 0)),
+            "design": self.design if isinstance(self.design, str) else model_config.name,
+            "changes": dict(self.changes),
+            "model_config": model_config.to_dict(),
+            "train_config": self.config.to_dict(),
+        }
+
+
+def run(
+    request: TrainRequest,
+    *,
+    on_event: Callable[[Any], None] | None = None,
+    stop_event: threading.Event | None = None,
+    watched: Callable[[], bool] | None = None,
+    unwatched_after: float = 30.0,
+    checkpoint_path: str | Path | None = None,
+    log_dir: str | Path | None = None,
+    strategy=None,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
+    """Trains the request's design on its data, recording provenance in the model.
+
+    Args:
+        request: the `TrainRequest`.
+        on_event, stop_event, watched, unwatched_after, log_dir, strategy,
+            callbacks: as for `cnnviz.train`.
+        checkpoint_path: optional `.keras` path: written atomically after every
+            epoch and, at the end, with the returned model (on the chief worker
+            only, under a multi-worker strategy).
+
+    Returns:
+        The `TrainResult`; its model carries its class names and provenance
+        (`cnnviz.saving.get_metadata(model)["training"]`).
+    """
+    from cnnviz.distribute import save_as_chief
+    from cnnviz.training.loop import train
+
+    model_config = request.model_config()
+    result = train(
+        model_config,
+        request.data,
+        request.config,
+        callbacks=callbacks,
+        on_event=on_event,
+        stop_event=stop_event,
+        watched=watched,
+        unwatched_after=unwatched_after,
+        checkpoint_path=checkpoint_path,
+        log_dir=log_dir,
+        strategy=strategy,
+        metadata={"training": request.provenance(model_config)},
+    )
+    if checkpoint_path is not None:
+        save_as_chief(result.model, checkpoint_path, strategy)
+    return result
+
+
+def split_seed_of(model) -> int:
+    """The seed the model's training data was split with (0 when the model does not say)."""
+    from cnnviz.saving import get_metadata
+
+    trained_on = get_metadata(model).get("training", {})
+    return int(trained_on.get("split_seed", trained_on.get("seed", 0)))
+
+
+def _same_source(source: str, trained_on: Any) -> bool:
+    if not isinstance(trained_on, str):
+        return False
+    if source == trained_on:
+        return True
+    try:
+        return Path(source).expanduser().resolve() == Path(trained_on).expanduser().resolve()
+    except OSError:
+        return False
+
+
+def evaluation_data(model, data, *, seed: int | None = None, load: Callable[..., Any] | None = None):
+    """The labelled images to score `model` on, as a `cnnviz.Dataset` whose test split holds
+    them, with labels on the model's classes.
+
+    Args:
+        model: a classifier with class names (e.g. from `cnnviz.load_model`).
+        data: a source name or path, or a loaded `cnnviz.Dataset`. A built-in
+            source, or the folder or zip the model was trained on, gives its
+            test split, drawn with `seed` or else the split seed recorded in the
+            model; any other folder or zip gives all its images.
+        seed: split seed overriding the model's.
+        load: the loader, called like `cnnviz.load_dataset` (the studio passes
+            its cached one, the CLI one with a progress bar). Defaults to
+            `cnnviz.load_dataset`.
+
+    Raises:
+        DatasetError: the data names a class the model does not know.
+    """
+    from cnnviz.data import BUILTIN_SOURCES, Dataset, Split, native_image_size
+    from cnnviz.saving import class_names_of, get_metadata
+
+    if load is None:
+        from cnnviz.data import load_dataset as load
+    if isinstance(data, str):
+        size = tuple(int(side) for side in model.input_shape[1:3])
+        trained_on = get_metadata(model).get("training", {}).get("data")
+        builtin = data.strip().lower().replace("-", "_") in BUILTIN_SOURCES
+        if builtin or _same_source(data, trained_on):
+            split_seed = split_seed_of(model) if seed is None else seed
+            image_size = None if native_image_size(data) == size else size
+            dataset = load(data, image_size=image_size, seed=split_seed)
+        else:
+            dataset = load(data, image_size=size, validation_split=0.0, test_split=0.0)
+            every = Split.merge(
+                [part for part in (dataset.train, dataset.validation, dataset.test) if len(part)]
+            )
+            dataset = dataclasses.replace(dataset, test=every)
+    elif isinstance(data, Dataset):
+        dataset = data
+    else:
+        raise DatasetError("data must be a source name, a path or a cnnviz Dataset.")
+    return _on_model_classes(
+        dataset, class_names_of(model), str(data) if isinstance(data, str) else data.name
+    )
+
+
+def _on_model_classes(dataset, model_classes: tuple[str, ...], name: str):
+    """The dataset's test split only, its labels renumbered as the model numbers its classes."""
+    if tuple(dataset.class_names) == tuple(model_classes):
+        mapped = dataset.test
+    else:
+        unknown = [class_name for class_name in dataset.class_names if class_name not in model_classes]
+        if unknown:
+            raise DatasetError(
+                f"{name}: class {unknown[0]!r} is not one the model knows "
+                f"({', '.join(model_classes)}); rename or remove that folder."
+            )
+        numbers = np.asarray([model_classes.index(class_name) for class_name in dataset.class_names])
+        mapped = dataclasses.replace(dataset.test, labels=numbers[dataset.test.labels].astype(np.int64))
+    empty = mapped.subset(np.zeros(0, dtype=np.int64))
+    return dataclasses.replace(
+        dataset, class_names=tuple(model_classes), train=empty, validation=empty, test=mapped
+    )
+
+
+def evaluate_saved(model, data, *, seed: int | None = None, load: Callable[..., Any] | None = None):
+    """Scores a model on images it never saw (see `evaluation_data`); returns an `EvaluationResult`."""
+    from cnnviz.evaluation import evaluate
+
+    return evaluate(model, evaluation_data(model, data, seed=seed, load=load), split="test")
