@@ -6,9 +6,11 @@ choice (shared by every page) and navigation; each page lives in pages/.
 
 import streamlit as st
 
-from ui.models import load_pending_model, mark_entry_run, model_picker
-from ui.state import keep_widget_state, share_settings
+from ui import runtime
+from ui.models import load_pending_model, model_picker
+from ui.settings import keep_widget_state, share_settings
 
+runtime.install()
 st.set_page_config(page_title="cnnviz studio", page_icon="🔍", layout="wide")
 
 keep_widget_state()
@@ -30,7 +32,6 @@ navigation = st.navigation(
     }
 )
 model_picker()
-mark_entry_run()
 try:
     navigation.run()
 finally:  # also after a page's st.stop()

@@ -2,11 +2,13 @@
 
 import streamlit as st
 
-import cnnviz
 from cnnviz import plotting
-from ui import compute
+from ui import compute, runtime
 from ui.models import require_model
+from ui.session import studio
+from ui.widgets import image_picker
 
+runtime.enter_page()
 st.title("Activations")
 st.write(
     "Every convolution layer turns the image into a stack of feature maps, one per filter: bright where the "
@@ -20,7 +22,7 @@ if not map_layers:
 
 maps_tab, maximize_tab = st.tabs(["Feature maps", "What excites a filter or a class"])
 with maps_tab:
-    picked = compute.image_picker("activations", choice.sample_prefix)
+    picked = image_picker("activations", choice.sample_prefix)
     if picked is not None:
         image, caption = picked
         names = [info.name for info in map_layers]
@@ -32,7 +34,7 @@ with maps_tab:
             f"{info.class_name}, output {info.output_shape[0]}x{info.output_shape[1]}x{info.output_shape[2]}"
         )
         maps = compute.feature_maps(choice.model, choice.key, image, layer)
-        right.plotly_chart(cnnviz.feature_map_figure(maps, layer), key="activations.maps")
+        right.plotly_chart(plotting.feature_map_figure(maps, layer), key="activations.maps")
 
 with maximize_tab:
     st.write(
@@ -46,13 +48,14 @@ with maximize_tab:
         count = st.slider("Filters", 4, 32, 12, 4, key="activations.max_count")
         run_filters = st.form_submit_button("Show filter patterns", type="primary")
     # Results stay on screen after the click (the cache makes redrawing free).
+    session = studio()
     if run_filters:
         info = next(item for item in map_layers if item.name == layer)
         filters = tuple(range(min(count, int(info.output_shape[-1]))))
-        st.session_state["activations.shown_filters"] = (choice.key, layer, filters)
+        session.shown_filters = (choice.key, layer, filters)
     if right.button("Show what each class looks like", key="activations.class_button"):
-        st.session_state["activations.shown_classes"] = choice.key
-    shown = st.session_state.get("activations.shown_filters")
+        session.shown_classes = choice.key
+    shown = session.shown_filters
     if shown and shown[0] == choice.key:
         _, layer, filters = shown
         images = compute.filter_images(choice.model, choice.key, layer, filters)
@@ -62,7 +65,7 @@ with maximize_tab:
             ),
             key="activations.filter_grid",
         )
-    if st.session_state.get("activations.shown_classes") == choice.key:
+    if session.shown_classes == choice.key:
         images = compute.class_images(choice.model, choice.key)
         st.plotly_chart(
             plotting.image_grid_figure(

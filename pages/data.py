@@ -1,34 +1,22 @@
 """Data: choose what to learn from, look at it, and preview augmentation."""
 
 import numpy as np
-import plotly.express as px
 import streamlit as st
 
 import cnnviz
 from cnnviz import plotting
-from ui.data import (
-    FOLDER_KEY,
-    SAMPLE_LIMIT,
-    SOURCE_KEY,
-    available_sources,
-    current_data,
-    in_memory,
-    load_uploaded_zip,
-    open_folder,
-)
-from ui.models import ensure_shell
-from ui.state import valid_choice
+from cnnviz.training.config import TrainConfig
+from ui import compute, runtime, settings
+from ui.data import FOLDER_KEY, SAMPLE_LIMIT, current_data, in_memory, load_uploaded_zip, open_folder
 
-ensure_shell()
+runtime.enter_page()
 st.title("Data")
 st.write(
     "A classifier learns from labelled examples: many images per class. Look at them first: are the classes "
     "balanced, are the images what you expect? Augmentation shows the network slightly changed copies of each "
     "image (shifted, flipped, zoomed) so it learns what matters rather than where it sits."
 )
-sources = available_sources()
-valid_choice(SOURCE_KEY, sources)
-source = st.selectbox("Data source", list(sources), format_func=sources.get, key=SOURCE_KEY)
+source = settings.draw("data.source")
 if source == "folder":
     path = st.text_input(
         "Folder with one subfolder of images per class",
@@ -93,31 +81,18 @@ with gallery_tab:
         st.caption(f"Showing 10 of {data.num_classes} classes.")
 with balance_tab:
     counts = np.bincount(data.train.labels, minlength=data.num_classes)
-    chart = px.bar(x=list(data.class_names), y=counts, labels={"x": "class", "y": "training images"})
-    chart.update_layout(xaxis_type="category", height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10})
-    st.plotly_chart(chart, key="data.balance")
+    st.plotly_chart(plotting.class_balance_figure(data.class_names, counts), key="data.balance")
     if counts.min() < 0.5 * counts.max():
         st.warning("Some classes have less than half the images of others: expect more mistakes on those.")
 with augment_tab:
-    for key, value in (
-        ("data.rotate", 0.0),
-        ("data.zoom", 0.0),
-        ("data.translate", 0.06),
-        ("data.contrast", 0.0),
-    ):
-        st.session_state.setdefault(
-            key, value
-        )  # defaults here, not in the widgets: the values outlive the page
     left, right = st.columns([1, 2])
     left.caption("These settings are used when **Augment** is on in the Train page.")
-    flip = left.selectbox("Flip", ["none", "horizontal", "vertical", "both"], key="data.flip")
-    rotate = left.slider("Rotate (fraction of a turn)", 0.0, 0.5, step=0.01, key="data.rotate")
-    zoom = left.slider("Zoom", 0.0, 0.5, step=0.05, key="data.zoom")
-    translate = left.slider("Shift", 0.0, 0.3, step=0.02, key="data.translate")
-    contrast = left.slider("Contrast", 0.0, 0.5, step=0.05, key="data.contrast")
-    config = cnnviz.TrainConfig(flip=flip, rotate=rotate, zoom=zoom, translate=translate, contrast=contrast)
+    augmentation = {
+        settings.SETTINGS[key].field: settings.draw(key, left) for key in settings.field_keys("data")
+    }
+    config = TrainConfig(**augmentation)
     originals = data.train.images[:6]
-    copies = [cnnviz.augment_preview(originals, config, seed=seed) for seed in range(2)]
+    copies = [compute.augment_preview(originals, config, seed) for seed in range(2)]
     grid = [image for row in zip(originals, *copies) for image in row]
     titles = ["original", "augmented", "augmented again"] * len(originals)
     right.plotly_chart(plotting.image_grid_figure(grid, titles, columns=6), key="data.augment")

@@ -7,14 +7,16 @@ import streamlit as st
 
 import cnnviz
 from cnnviz import plotting
-from cnnviz.comparison import DEFAULT_VARIANTS, VARIANTS
+from cnnviz.comparison import VARIANTS, check_variants
+from cnnviz.models import fit_design
+from ui import runtime, settings
 from ui.data import current_data_or_stop
-from ui.models import BUILD_CONFIG_KEY, DESIGN_LABELS, design_choices, ensure_shell
-from ui.state import valid_choice
-from ui.training import COMPARISON_KEY, ComparisonJob, discard, zip_folder
+from ui.models import chosen_design
+from ui.session import studio
+from ui.training import ComparisonJob, zip_folder
 
-ensure_shell()
-st.title("Improve")
+runtime.enter_page()
+st.title("Compare variants")
 st.write(
     "Which change makes your network better: more data through augmentation, another optimizer, a deeper or "
     "wider net, batch normalization, or a network pretrained on ImageNet? Each variant trains on the same data "
@@ -23,52 +25,47 @@ st.write(
 
 source, data = current_data_or_stop()
 st.caption(f"Data: **{data.summary()}** (change it on the Data page).")
-
-job = st.session_state.get(COMPARISON_KEY)
+session = studio()
+job = session.comparison_job
 running = job is not None and job.running
-designs = design_choices(transfer=False)  # the transfer variant is one of the variants
-valid_choice("improve.design", designs)
-st.session_state.setdefault("improve.variants", list(DEFAULT_VARIANTS))
-st.session_state["improve.variants"] = [
-    name for name in st.session_state["improve.variants"] if name in VARIANTS
-] or list(DEFAULT_VARIANTS)
-st.session_state.setdefault("improve.budget", 20)
 
 with st.form("improve.form"):
     left, right = st.columns([2, 1])
-    variants = left.multiselect(
-        "Variants to compare",
-        list(VARIANTS),
-        key="improve.variants",
+    variants = settings.draw(
+        "improve.variants",
+        left,
         help="\n".join(f"- **{name}**: {variant.description}" for name, variant in VARIANTS.items()),
     )
-    design = right.selectbox("Baseline design", designs, format_func=DESIGN_LABELS.get, key="improve.design")
-    budget = right.slider("Seconds per variant", 5, 120, step=5, key="improve.budget")
+    design = settings.draw("improve.design", right)
+    budget = settings.draw("improve.budget", right)
     submitted = st.form_submit_button("Compare", type="primary", disabled=running)
 
 if submitted and not running:
     if not variants:
         st.error("Choose at least one variant to compare.")
         st.stop()
-    if design == "custom":
-        config = st.session_state[BUILD_CONFIG_KEY].replace(
-            input_shape=data.image_shape, num_classes=data.num_classes
-        )
-    else:
-        config = cnnviz.preset_config(design, data.image_shape, data.num_classes)
-    discard(job)
-    job = ComparisonJob(source, list(variants), config, float(budget))
-    job.start(data)
-    st.session_state[COMPARISON_KEY] = job
+    try:
+        config = fit_design(chosen_design(design), data.image_shape, data.num_classes)
+        check_variants(variants, config)
+    except cnnviz.CnnvizError as error:
+        st.error(f"{error} Change the settings and try again.")
+        st.stop()
+    if job is not None:
+        job.discard_logs()
+    job = ComparisonJob(data=data, variants=list(variants), model_config=config, time_budget=float(budget))
+    job.start(name="cnnviz-compare")
+    session.comparison_job = job
+    running = True
     st.caption(f"About {len(variants) * budget} s in all.")
 
 
-@st.fragment(run_every=1.0)
-def live_comparison() -> None:
-    job = st.session_state.get(COMPARISON_KEY)
+def live_comparison(polling: bool) -> None:
+    job = session.comparison_job
     if job is None:
         st.info("Choose the variants and press **Compare**.")
         return
+    if polling and not job.running:
+        st.rerun()  # the whole page: polling stops
     if job.running:
         fraction, text = job.progress()
         st.progress(fraction, text=text)
@@ -103,9 +100,9 @@ def live_comparison() -> None:
         ]
     )
     st.dataframe(table, hide_index=True, key=f"improve.table.{len(results)}")
-    failed = [result for result in results if result.error]
-    for result in failed:
-        st.warning(f"**{result.name}** did not run: {result.error}")
+    for result in results:
+        if result.error:
+            st.warning(f"**{result.name}** did not run: {result.error}")
     if not job.running:
         st.download_button(
             "Download the TensorBoard logs (.zip)",
@@ -117,4 +114,5 @@ def live_comparison() -> None:
         )
 
 
-live_comparison()
+# Polls every second only while a comparison runs.
+st.fragment(live_comparison, run_every=1.0 if running else None)(running)

@@ -3,11 +3,15 @@
 import pandas as pd
 import streamlit as st
 
+import cnnviz
 from cnnviz import plotting
-from ui import compute
+from ui import compute, runtime
 from ui.data import SAMPLE_LIMIT, in_memory
 from ui.models import require_model
+from ui.session import studio
+from ui.widgets import selected_cells
 
+runtime.enter_page()
 st.title("Results")
 st.write(
     "The model is scored on test images it never saw while training. The confusion matrix counts, for each "
@@ -15,17 +19,19 @@ st.write(
     "mistake. Click a cell to see its images and where the model looked."
 )
 choice = require_model()
-data = choice.dataset()
+own_data = studio().trained.data if choice.kind == "session" else None
+if isinstance(own_data, cnnviz.ImageStream):
+    st.caption(f"Data streamed from disk: scored on the first {SAMPLE_LIMIT} test images.")
+    own_data = in_memory(own_data)
+data = compute.evaluation_data(choice.model, choice.key, choice.data_source, own_data)
 if data is None:
     st.info(
-        "Results need the labelled test images the model was made for. They are known for the default models "
-        "and for a model trained on the Train page in this session."
+        "Results need the labelled test images the model was made for. They are known for the default models, "
+        "for a model trained on the Train page in this session, and for an uploaded model trained by cnnviz on "
+        "a built-in source."
     )
     st.page_link("pages/train.py", label="Train a model on your data", icon=":material/model_training:")
     st.stop()
-if data is not None and data is not in_memory(data):
-    st.caption(f"Data streamed from disk: scored on the first {SAMPLE_LIMIT} test images.")
-    data = in_memory(data)
 if len(data.test) == 0:
     st.info("This data has no test images (too few images per class); add more images to see results.")
     st.stop()
@@ -33,6 +39,14 @@ if len(data.test) == 0:
 evaluation = compute.evaluation(choice.model, choice.key, data)
 test = data.test
 names = evaluation.class_names
+
+
+def heatmap_pairs(indices, titles, key: str) -> None:
+    """The images at `indices` of the test split beside their Grad-CAM heatmaps."""
+    images = test.images[indices]
+    heatmaps = compute.explain_batch(choice.model, choice.key, images, "gradcam")
+    st.plotly_chart(plotting.heatmap_pairs_figure(images, heatmaps, titles), key=key)
+
 
 top = st.columns(3)
 top[0].metric("Test accuracy", f"{evaluation.accuracy:.1%}")
@@ -55,23 +69,19 @@ with right:
     )
     st.plotly_chart(plotting.per_class_figure(evaluation.per_class), key="results.per_class")
 
-cells = plotting.selected_cells(event.selection.points if event else [], names)
+cells = selected_cells(event.selection.points if event else [], names)
 if cells:
     true_class, predicted_class = cells[0]
-    indices = evaluation.cell_indices(true_class, predicted_class)[:12]
-    st.subheader(
-        f"True {names[true_class]}, predicted {names[predicted_class]}: {len(evaluation.cell_indices(true_class, predicted_class))} images"
-    )
-    if len(indices) == 0:
+    in_cell = evaluation.cell_indices(true_class, predicted_class)
+    st.subheader(f"True {names[true_class]}, predicted {names[predicted_class]}: {len(in_cell)} images")
+    if len(in_cell) == 0:
         st.info("No images in this cell.")
     else:
-        images = test.images[indices]
-        heatmaps = compute.explain_batch(choice.model, choice.key, images, "gradcam")
+        shown = in_cell[:12]
         titles = [
-            f"#{i} {evaluation.probabilities[i, predicted_class]:.0%} {names[predicted_class]}"
-            for i in indices
+            f"#{i} {evaluation.probabilities[i, predicted_class]:.0%} {names[predicted_class]}" for i in shown
         ]
-        st.plotly_chart(plotting.heatmap_pairs_figure(images, heatmaps, titles), key="results.cell_images")
+        heatmap_pairs(shown, titles, "results.cell_images")
 else:
     st.caption("Tip: click a cell of the matrix (or drag a box over cells) to see those images here.")
 
@@ -81,14 +91,12 @@ with mistakes_tab:
     if len(wrong) == 0:
         st.success("No mistakes on the test images.")
     else:
-        images = test.images[wrong]
-        heatmaps = compute.explain_batch(choice.model, choice.key, images, "gradcam")
         titles = [
             f"{names[int(evaluation.labels[i])]} taken for {names[int(evaluation.predictions[i])]} "
             f"({evaluation.probabilities[i, int(evaluation.predictions[i])]:.0%})"
             for i in wrong
         ]
-        st.plotly_chart(plotting.heatmap_pairs_figure(images, heatmaps, titles), key="results.mistakes")
+        heatmap_pairs(wrong, titles, "results.mistakes")
 with grid_tab:
     count = 18
     st.plotly_chart(

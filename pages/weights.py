@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-import cnnviz
-from cnnviz import plotting, weights
-from ui import compute
-from ui.models import TRAINED_INITIAL_KEY, require_model
+from cnnviz import plotting
+from ui import compute, runtime
+from ui.models import require_model
+from ui.session import studio
 
+runtime.enter_page()
 st.title("Weights")
 st.write(
     "A convolution filter is a small grid of weights slid over the image. The first layer's filters can be "
@@ -14,7 +15,7 @@ st.write(
     "each layer are spread, and how far training moved them from where they started."
 )
 choice = require_model()
-conv_layers = weights.conv_layer_names(choice.model)
+conv_layers = [info.name for info in compute.layers(choice.model, choice.key) if info.is_conv]
 if not conv_layers:
     st.warning("This model has no convolution layers.")
     st.stop()
@@ -31,7 +32,7 @@ with kernels_tab:
         "channels": "one per input channel",
     }
     mode = right.radio("Show", list(modes), format_func=modes.get, horizontal=True, key="weights.mode")
-    kernels = cnnviz.kernel_images(choice.model, layer, mode=mode)
+    kernels = compute.kernel_images(choice.model, choice.key, layer, mode)
     per_channel = mode == "channels"
     if kernels.ndim == 4 and not per_channel:
         description = "colour images"
@@ -40,14 +41,14 @@ with kernels_tab:
     if per_channel:
         description = f"a row per filter, a column per input channel; {description}"
     st.plotly_chart(
-        cnnviz.kernel_figure(
+        plotting.kernel_figure(
             kernels, f"{layer}: {len(kernels)} filters ({description})", per_channel=per_channel
         ),
         key="weights.kernels",
     )
 
 with histograms_tab:
-    histograms = cnnviz.weight_histograms(choice.model)
+    histograms = compute.weight_histograms(choice.model, choice.key)
     kinds = sorted({entry["kind"] for entry in histograms})
     chosen = st.multiselect(
         "Weights",
@@ -61,7 +62,8 @@ with histograms_tab:
         st.info("Pick at least one kind of weight.")
 
 with change_tab:
-    initial = st.session_state.get(TRAINED_INITIAL_KEY) if choice.key.startswith("session:") else None
+    trained = studio().trained
+    initial = trained.initial_weights if choice.kind == "session" and trained is not None else None
     if initial is not None:
         st.write(
             "Compared with the weights this model started from when you trained it: the bars say how far each "
@@ -72,8 +74,7 @@ with change_tab:
             "Compared with the same design freshly initialized (seed 0; this model's own starting weights were "
             "not recorded): the bars say how far each weight tensor moved, relative to its starting size."
         )
-    before = compute.fresh_initialization(choice.model, choice.key, initial)
-    changes = cnnviz.weight_changes(before, choice.model)
+    changes = compute.weight_changes(choice.model, choice.key, initial)
     st.plotly_chart(plotting.weight_change_figure(changes), key="weights.changes")
     names = [entry["name"] for entry in changes if entry["name"].endswith("kernel")]
     name = st.selectbox("Compare one tensor", names, key="weights.change_name")

@@ -1,4 +1,4 @@
-"""Cached wrappers around cnnviz for the pages.
+"""Cached wrappers around cnnviz: every computation a page shows goes through here.
 
 Models are passed with a leading underscore (not hashed) next to a string key
 that identifies them (see `ui.models.ModelChoice.key`); images and settings
@@ -14,8 +14,10 @@ import numpy as np
 import streamlit as st
 
 import cnnviz
-from cnnviz import explanations
-from ui.models import ASSETS
+from cnnviz import runs
+from cnnviz.introspect import LayerInfo
+from cnnviz.training.config import TrainConfig
+from ui import ASSETS
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -31,12 +33,17 @@ def explain_batch(_model, model_key: str, images: np.ndarray, method: str):
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float) -> np.ndarray:
+    return cnnviz.overlay(image, heatmap, opacity=opacity)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
 def predict(_model, model_key: str, image: np.ndarray, top_k: int):
     return cnnviz.predict(_model, image, top_k=top_k)[0]
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def layers(_model, model_key: str) -> list[explanations.LayerInfo]:
+def layers(_model, model_key: str) -> list[LayerInfo]:
     return cnnviz.list_layers(_model)
 
 
@@ -63,30 +70,62 @@ def class_images(_model, model_key: str) -> np.ndarray:
     return cnnviz.class_images(_model)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def kernel_images(_model, model_key: str, layer: str, mode: str) -> np.ndarray:
+    return cnnviz.kernel_images(_model, layer, mode=mode)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def weight_histograms(_model, model_key: str) -> list[dict]:
+    return cnnviz.weight_histograms(_model)
+
+
+@st.cache_data(max_entries=8, show_spinner="Comparing with the starting weights...")
+def weight_changes(_model, model_key: str, _initial_weights=None) -> list[dict]:
+    """How far each weight tensor moved from where this model started: its recorded starting
+    weights when known (a model trained in this session), else the same design freshly initialized."""
+    from cnnviz.weights import fresh_copy
+
+    before = fresh_copy(_model, seed=0)
+    if _initial_weights is not None:
+        before.set_weights(_initial_weights)
+    return cnnviz.weight_changes(before, _model)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def augment_preview(images: np.ndarray, config: TrainConfig, seed: int) -> np.ndarray:
+    return cnnviz.augment_preview(images, config, seed=seed)
+
+
 @st.cache_resource(max_entries=4, show_spinner="Loading the data...")
-def dataset(source: str, image_size: tuple[int, int] | None, seed: int):
+def dataset(source: str, image_size: tuple[int, int] | None = None, seed: int = 0):
     # cache_resource, not cache_data: the arrays are read-only here and up to
     # ~100 MB, which cache_data would copy on every rerun.
     return cnnviz.load_dataset(source, image_size=image_size, seed=seed)
+
+
+def _cached_load(source: str, image_size=None, seed: int = 0, **options):
+    """`runs.evaluation_data`'s loader: the cached `dataset` for built-in sources."""
+    if options:  # a folder or zip from the server's disk: never offered by the studio, read as asked
+        return cnnviz.load_dataset(source, image_size=image_size, seed=seed, **options)
+    return dataset(source, None if image_size is None else tuple(image_size), seed)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Finding the test images...")
+def evaluation_data(_model, model_key: str, source: str | None, _data=None):
+    """The test images the model never saw, labels on its classes (see `cnnviz.runs.evaluation_data`);
+    `_data` is the session's own data for a model trained here. None when unknown."""
+    if _data is not None:
+        return runs.evaluation_data(_model, _data)
+    if source is None:
+        return None
+    return runs.evaluation_data(_model, source, load=_cached_load)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Scoring the test images...")
 def evaluation(_model, model_key: str, _data):
     # One evaluation per model: a model key always comes with the same data.
     return cnnviz.evaluate(_model, _data, split="test")
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def fresh_initialization(_model, model_key: str, _initial_weights=None):
-    """The model before training: its recorded starting weights when known (a model trained in
-    this session), else the same design freshly initialized (seed 0)."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    before = keras.models.clone_model(_model)  # new layers and weights; the original is untouched
-    if _initial_weights is not None:
-        before.set_weights(_initial_weights)
-    return before
 
 
 @st.cache_data(
@@ -107,9 +146,9 @@ def stream_sample(stream, limit: int):
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def describe_design(config: cnnviz.ModelConfig):
+def describe_design(config):
     """Layer table, parameter count and FLOPs of a design (builds it once per config)."""
-    if config.backbone is not None:
+    if isinstance(config, cnnviz.TransferConfig):
         config = config.replace(backbone_weights=None)  # the same layers; no download just to describe them
     model = cnnviz.build_model(config)
     return cnnviz.describe_model(model), int(model.count_params()), int(cnnviz.count_flops(model))
@@ -122,49 +161,3 @@ def sample_images(prefix: str | None) -> dict[str, Path]:
     return {
         path.stem.removeprefix(prefix): path for path in sorted((ASSETS / "samples").glob(f"{prefix}*.png"))
     }
-
-
-def image_picker(
-    key: str, prefix: str | None, camera: bool = False, drawing: bool = False
-) -> tuple[np.ndarray, str] | None:
-    """Upload widget (optionally the camera or a drawing canvas) plus sample choice.
-
-    Returns (image, caption) or None; a bad upload shows what is wrong and returns None.
-    """
-    if drawing and st.toggle("Draw a digit", key=f"{key}.use_canvas", help="White ink on black, like MNIST."):
-        from ui.canvas import drawing_canvas
-
-        data = drawing_canvas(f"{key}.canvas")
-        if data is None:
-            st.info("Draw a digit in the black square; the answer appears when you lift the pen.")
-            return None
-        return cnnviz.load_image(data), "your drawing"
-    upload = st.file_uploader(
-        "Upload an image",
-        type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"],
-        key=f"{key}.upload",
-    )
-    if camera and upload is None and st.toggle("Take a photo with the camera", key=f"{key}.use_camera"):
-        upload = st.camera_input("Camera", key=f"{key}.camera", label_visibility="collapsed")
-    samples = sample_images(prefix)
-    sample = None
-    if samples:
-        sample = st.radio(
-            "...or try a sample",
-            list(samples),
-            horizontal=True,
-            key=f"{key}.sample",
-            disabled=upload is not None,
-        )
-    if upload is not None:
-        data, caption = upload.getvalue(), upload.name
-    elif sample is not None:
-        data, caption = samples[sample].read_bytes(), f"sample: {sample}"
-    else:
-        st.info("Upload an image to start.")
-        return None
-    try:
-        return cnnviz.load_image(data), caption
-    except cnnviz.ImageError as error:
-        st.error(f"{error} Try another file.")
-        return None

@@ -16,7 +16,8 @@ import tempfile
 import streamlit as st
 
 import cnnviz
-from ui import compute
+from ui import compute, settings
+from ui.session import Upload, studio
 
 SOURCES = {
     "shapes": "Shapes: 64x64 colour circles, squares, triangles, stars (bundled)",
@@ -27,10 +28,7 @@ SOURCES = {
     "upload": "Your own images: a .zip with one folder per class",
     "folder": "A folder on this computer, streamed from disk (for data larger than memory)",
 }
-SOURCE_KEY = "data.source"
-UPLOADED_KEY = "data.uploaded"
-FOLDER_KEY = "data.folder"
-STREAM_KEY = "data.stream"
+FOLDER_KEY = "data.folder"  # the folder path's text box (not shared: a link must not carry server paths)
 SAMPLE_LIMIT = 600  # images per split decoded for galleries and the Results page
 
 
@@ -44,11 +42,11 @@ def available_sources() -> dict[str, str]:
 
 def open_folder(path: str):
     """Lists a folder for streaming (no pixels read), kept per session and path."""
-    stored = st.session_state.get(STREAM_KEY)
-    if stored is not None and stored[0] == path:
-        return stored[1]
+    session = studio()
+    if session.stream is not None and session.stream[0] == path:
+        return session.stream[1]
     stream = cnnviz.stream_image_folder(path, validation_split=0.1, test_split=0.1)
-    st.session_state[STREAM_KEY] = (path, stream)
+    session.stream = (path, stream)
     return stream
 
 
@@ -62,9 +60,9 @@ def in_memory(data):
 def load_uploaded_zip(data: bytes, name: str):
     """Loads an uploaded zip (read in place, never extracted) through a private temp file."""
     digest = hashlib.sha1(data).hexdigest()
-    stored = st.session_state.get(UPLOADED_KEY)
-    if stored is not None and stored[0] == digest:
-        return stored[1]
+    session = studio()
+    if session.uploaded_data is not None and session.uploaded_data.digest == digest:
+        return session.uploaded_data.value
     handle, path = tempfile.mkstemp(suffix=".zip")
     try:
         with os.fdopen(handle, "wb") as file:
@@ -72,7 +70,7 @@ def load_uploaded_zip(data: bytes, name: str):
         dataset = cnnviz.load_dataset(path)
     finally:
         os.unlink(path)
-    st.session_state[UPLOADED_KEY] = (digest, dataset, name)
+    session.uploaded_data = Upload(digest, name, dataset)
     return dataset
 
 
@@ -91,19 +89,12 @@ def current_data():
     Raises:
         cnnviz.CnnvizError: the source cannot be loaded (e.g. offline and not cached).
     """
-    source = st.session_state.get(SOURCE_KEY, "shapes")
-    if source not in available_sources():  # a stale or hand-edited link
+    source = settings.value("data.source")
+    session = studio()
+    if source == "folder" and session.stream is not None:
+        return f"folder:{session.stream[1].name}", session.stream[1]
+    if source == "upload" and session.uploaded_data is not None:
+        return f"upload:{session.uploaded_data.name}", session.uploaded_data.value
+    if source in ("folder", "upload"):  # nothing opened or uploaded yet
         source = "shapes"
-    if source == "folder":
-        stored = st.session_state.get(STREAM_KEY)
-        if stored is None:
-            source = "shapes"
-        else:
-            return f"folder:{stored[1].name}", stored[1]
-    if source == "upload":
-        stored = st.session_state.get(UPLOADED_KEY)
-        if stored is None:
-            source = "shapes"
-        else:
-            return f"upload:{stored[2]}", stored[1]
-    return source, compute.dataset(source, None, 0)
+    return source, compute.dataset(source)

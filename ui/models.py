@@ -1,7 +1,7 @@
-"""Which model the studio looks at: the defaults, this session's, or an uploaded one.
+"""Which model the studio looks at: a default one, ImageNet's, this session's, or an uploaded one.
 
 The choice is a sidebar widget drawn by app.py on every page, so it survives
-page switches; pages read it with `current_model()`.
+page switches; pages read it with `require_model()`.
 """
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import streamlit as st
 
 import cnnviz
+from ui import ASSETS
+from ui.session import PendingModel, Upload, studio
+from ui.settings import MODEL_CHOICE_KEY, valid_choice
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # Label -> (model file in assets/models, sample image prefix in assets/samples, data source).
 DEFAULTS = {
     "Shapes (default model)": ("shapes.keras", "shape_", "shapes"),
@@ -26,65 +27,71 @@ DEFAULTS = {
 IMAGENET = "Photos: ImageNet classifier (MobileNetV2)"
 SESSION = "Trained in this session"
 UPLOAD = "Upload a .keras model"
+SAMPLE_PREFIXES = {"shapes": "shape_", "digits": "digit_"}
+CUSTOM_DESIGN = "custom"
 
-CHOICE_KEY = "model.choice"
-CURRENT_KEY = "model.current"
-_PENDING_KEY = "model.pending"  # a default model chosen in this run, not loaded yet: (label, caption slot)
-UPLOADED_KEY = "model.uploaded"
-# Set by the Train page: the session's own model and the data it learnt from.
-TRAINED_MODEL_KEY = "train.model"
-TRAINED_SOURCE_KEY = "train.data_source"
-TRAINED_RUN_KEY = "train.run_id"
-TRAINED_DATA_KEY = "train.data"
-TRAINED_INITIAL_KEY = "train.initial_weights"
 
-BUILD_CONFIG_KEY = "build.config"  # the Build page's design, offered as "custom" on Train and Improve
-# The presets (cnnviz.PRESETS) as the pages name them, and the Build page's own design.
-DESIGN_LABELS = {
-    "fast": "fast: tuned for a CPU (batch norm, global pooling)",
-    "keras_mnist": "keras.io simple MNIST convnet",
-    "tutorial_basic": "the tutorial's CIFAR-10 net",
-    "tutorial_improved": "the tutorial's improved net (deeper, batch norm)",
-    "transfer_mobilenet_v2": "transfer learning: MobileNetV2 pretrained on ImageNet",
-    "transfer_efficientnet_b0": "transfer learning: EfficientNetB0 pretrained on ImageNet",
-    "custom": "custom (from Build)",
-}
+def design_labels() -> dict[str, str]:
+    """The designs as the pages name them: every preset's label, and the Build page's own design."""
+    return {name: preset.label for name, preset in cnnviz.PRESETS.items()} | {
+        CUSTOM_DESIGN: "custom (from Build)"
+    }
 
 
 def design_choices(transfer: bool = True) -> list[str]:
-    """The designs a page may offer: "custom" only once the Build page made one, transfer ones if asked."""
-    return [
-        name
-        for name in DESIGN_LABELS
-        if (name != "custom" or BUILD_CONFIG_KEY in st.session_state)
-        and (transfer or not name.startswith("transfer_"))
-    ]
+    """The designs a page may offer: "custom" only once the Build page made one, transfer designs if asked."""
+    custom = studio().build_design
+    choices = []
+    for name in design_labels():
+        if name == CUSTOM_DESIGN and custom is None:
+            continue
+        family = custom.family if name == CUSTOM_DESIGN else cnnviz.PRESETS[name].family.family
+        if transfer or family != "transfer":
+            choices.append(name)
+    return choices
+
+
+def chosen_design(name: str):
+    """What a page's design choice means for `runs.TrainRequest`: a preset name, or the Build page's design."""
+    return studio().build_design if name == CUSTOM_DESIGN else name
 
 
 @dataclasses.dataclass
 class ModelChoice:
-    """The model a page works on, with what the pages need to know about it."""
+    """The model a page works on, with what the pages need to know about it.
 
-    key: str  # id for caches shared by all sessions: "default:shapes.keras", "session:<run>-<uuid>", "upload:<sha1>"
+    Attributes:
+        kind: where it comes from.
+        key: an id for caches shared by all sessions: `"default:shapes.keras"`,
+            `"imagenet:mobilenet_v2"`, `"session:<run>"` or `"upload:<sha1>"`.
+        label: what the sidebar calls it.
+        model: the Keras model.
+        class_names: its classes.
+        data_source: the labelled data it was made for (a built-in name or a
+            session data label), or None when unknown.
+        sample_prefix: sample images in assets/samples that fit it, if any.
+    """
+
+    kind: Literal["default", "imagenet", "session", "upload"]
+    key: str
     label: str
     model: Any
     class_names: tuple[str, ...]
-    data_source: str | None  # a cnnviz.load_dataset source or "upload:<name>", when known
-    sample_prefix: str | None  # sample images in assets/samples, when any fit
-
-    def dataset(self):
-        """The labelled data the model was made for, or None when unknown."""
-        from ui import compute
-
-        if self.key.startswith("session:"):
-            return st.session_state.get(TRAINED_DATA_KEY)
-        if self.data_source is None:
-            return None
-        return compute.dataset(self.data_source, None, 0)
+    data_source: str | None
+    sample_prefix: str | None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(int(side) for side in self.model.input_shape[1:])
+
+
+def _recorded_source(model) -> str | None:
+    """The built-in source a model's provenance names (a path from another machine is of no use here)."""
+    from cnnviz.data import BUILTIN_SOURCES
+    from cnnviz.saving import get_metadata
+
+    source = get_metadata(model).get("training", {}).get("data")
+    return source if source in BUILTIN_SOURCES else None
 
 
 @st.cache_resource(show_spinner="Loading the model...")
@@ -114,10 +121,26 @@ def _imagenet_choice() -> ModelChoice | None:
     except cnnviz.CnnvizError as error:
         st.sidebar.error(f"{error} Meanwhile, choose another model above.")
         return None
-    return ModelChoice("imagenet:mobilenet_v2", IMAGENET, model, cnnviz.class_names_of(model), None, None)
+    return ModelChoice(
+        "imagenet", "imagenet:mobilenet_v2", IMAGENET, model, cnnviz.class_names_of(model), None, None
+    )
 
 
-def _load_uploaded(data: bytes, name: str):
+def _session_choice() -> ModelChoice:
+    trained = studio().trained
+    source = trained.source
+    return ModelChoice(
+        "session",
+        f"session:{trained.run}",
+        SESSION,
+        trained.model,
+        cnnviz.class_names_of(trained.model),
+        source,
+        SAMPLE_PREFIXES.get(source),
+    )
+
+
+def _load_uploaded(data: bytes):
     """Loads an uploaded .keras file through a private temp file (removed at once)."""
     handle, path = tempfile.mkstemp(suffix=".keras")
     try:
@@ -128,60 +151,57 @@ def _load_uploaded(data: bytes, name: str):
         os.unlink(path)
 
 
-def model_picker() -> None:
-    """Draws the sidebar model choice and stores the chosen model for the pages (see `current_model`)."""
-    options = [*DEFAULTS, IMAGENET]
-    if TRAINED_MODEL_KEY in st.session_state:
-        options.append(SESSION)
-    options.append(UPLOAD)
-    from ui.state import valid_choice
+def _upload_choice() -> ModelChoice | None:
+    upload = st.sidebar.file_uploader("Your model (.keras)", type=["keras"], key="model.upload")
+    if upload is None:
+        return None
+    data = upload.getvalue()
+    digest = hashlib.sha1(data).hexdigest()
+    session = studio()
+    if session.uploaded_model is None or session.uploaded_model.digest != digest:
+        try:
+            model = _load_uploaded(data)
+        except cnnviz.CnnvizError as error:
+            st.sidebar.error(f"{error} Upload a model saved by cnnviz or Keras 3 (`model.save('m.keras')`).")
+            model = None
+        session.uploaded_model = Upload(digest, upload.name, model)
+    stored = session.uploaded_model
+    if stored.value is None:
+        return None
+    source = _recorded_source(stored.value)
+    return ModelChoice(
+        "upload",
+        f"upload:{digest}",
+        stored.name,
+        stored.value,
+        cnnviz.class_names_of(stored.value),
+        source,
+        SAMPLE_PREFIXES.get(source),
+    )
 
-    valid_choice(CHOICE_KEY, options)
-    label = st.sidebar.selectbox("Model", options, key=CHOICE_KEY)
-    choice = None
+
+def model_picker() -> None:
+    """Draws the sidebar model choice and keeps the chosen model for the pages (see `require_model`)."""
+    session = studio()
+    options = [*DEFAULTS, IMAGENET, *([SESSION] if session.trained is not None else []), UPLOAD]
+    valid_choice(MODEL_CHOICE_KEY, options)
+    label = st.sidebar.selectbox("Model", options, key=MODEL_CHOICE_KEY)
+    session.pending_model = None
     if label in DEFAULTS:
-        # Loaded when a page first asks (`current_model`), below the page's title: on a new server
+        # Loaded when a page first asks (`require_model`), below the page's title: on a new server
         # this load starts TensorFlow, and the visitor reads the page meanwhile.
-        st.session_state[CURRENT_KEY] = None
-        st.session_state[_PENDING_KEY] = (label, st.sidebar.empty())
+        session.current_model = None
+        session.pending_model = PendingModel(label, st.sidebar.empty())
         return
-    if label == IMAGENET:
-        choice = _imagenet_choice()
-    elif label == SESSION:
-        model = st.session_state[TRAINED_MODEL_KEY]
-        source = st.session_state.get(TRAINED_SOURCE_KEY)
-        run = st.session_state.get(TRAINED_RUN_KEY, 0)
-        prefix = {"shapes": "shape_", "digits": "digit_"}.get(source)
-        choice = ModelChoice(f"session:{run}", label, model, cnnviz.class_names_of(model), source, prefix)
-    else:
-        upload = st.sidebar.file_uploader("Your model (.keras)", type=["keras"], key="model.upload")
-        if upload is not None:
-            data = upload.getvalue()
-            digest = hashlib.sha1(data).hexdigest()
-            stored = st.session_state.get(UPLOADED_KEY)
-            if stored is None or stored[0] != digest:
-                try:
-                    model = _load_uploaded(data, upload.name)
-                except cnnviz.CnnvizError as error:
-                    st.sidebar.error(
-                        f"{error} Upload a model saved by cnnviz or Keras 3 (`model.save('m.keras')`)."
-                    )
-                    model = None
-                st.session_state[UPLOADED_KEY] = (digest, model, upload.name)
-            digest, model, name = st.session_state[UPLOADED_KEY]
-            if model is not None:
-                choice = ModelChoice(
-                    f"upload:{digest}", name, model, cnnviz.class_names_of(model), None, None
-                )
-    st.session_state[CURRENT_KEY] = choice
-    st.session_state.pop(_PENDING_KEY, None)
+    chooser = {IMAGENET: _imagenet_choice, SESSION: _session_choice, UPLOAD: _upload_choice}[label]
+    session.current_model = chooser()
     if label == IMAGENET:
         st.sidebar.caption(
             "Trained by Google on 1.3 million photos of 1000 everyday things (ImageNet). "
             "Try any photo of an animal, a vehicle or an object."
         )
-    if choice is not None:
-        _describe(choice, st.sidebar)
+    if session.current_model is not None:
+        _describe(session.current_model, st.sidebar)
 
 
 def _describe(choice: ModelChoice, place) -> None:
@@ -196,74 +216,23 @@ def load_pending_model() -> None:
     """Loads the default model that `model_picker` chose in this run, if no page has asked for it yet.
 
     app.py calls it after the page, so the sidebar describes the model on every page."""
-    pending = st.session_state.pop(_PENDING_KEY, None)
+    session = studio()
+    pending, session.pending_model = session.pending_model, None
     if pending is None:
         return
-    label, caption_slot = pending
-    file_name, prefix, source = DEFAULTS[label]
+    file_name, prefix, source = DEFAULTS[pending.label]
     model = load_default_model(file_name)
-    choice = ModelChoice(f"default:{file_name}", label, model, cnnviz.class_names_of(model), source, prefix)
-    st.session_state[CURRENT_KEY] = choice
-    _describe(choice, caption_slot)
-
-
-_ENTRY_RAN_KEY = "app.entry_ran"  # app.py ran in this script run (popped by the page)
-_ENTRY_SEEN_KEY = "app.entry_seen"  # app.py has run in this session at least once
-
-
-def mark_entry_run() -> None:
-    """Called by app.py after drawing the shared sidebar."""
-    st.session_state[_ENTRY_RAN_KEY] = True
-    st.session_state[_ENTRY_SEEN_KEY] = True
-
-
-def current_model() -> ModelChoice | None:
-    load_pending_model()
-    return st.session_state.get(CURRENT_KEY)
-
-
-def _first_run_in_legacy_mode() -> bool:
-    """True when a real server ran this page file in Streamlit's legacy multipage mode.
-
-    A server starts in that mode because a `pages/` folder exists, and leaves it
-    only when app.py calls st.navigation. If the first request after a start is a
-    deep link (/train), Streamlit runs pages/train.py on its own with lowercase
-    file names as the navigation, and stays so until somebody opens "/". This
-    leaves the mode, as st.navigation would, so a rerun goes through app.py to
-    this same page.
-    """
-    from streamlit import runtime
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if not runtime.exists() or not PagesManager.uses_pages_directory or st.session_state.get(_ENTRY_SEEN_KEY):
-        return False  # AppTest runs app.py first, then page files on their own: that is not this case
-    PagesManager.uses_pages_directory = False
-    return True
-
-
-def ensure_shell() -> None:
-    """Draws the page config and sidebar model choice if app.py did not.
-
-    Streamlit runs a page file on its own (without app.py) when a deep link
-    is the first request after a server start, because a `pages/` folder
-    exists (its legacy multipage mode), and AppTest does so on reruns. Every
-    page calls this first, so it works either way.
-    """
-    if not st.session_state.pop(_ENTRY_RAN_KEY, False):
-        if _first_run_in_legacy_mode():
-            st.rerun()  # now through app.py and its navigation, on this same page
-        from ui.state import keep_widget_state
-
-        st.set_page_config(page_title="cnnviz studio", layout="wide")
-        keep_widget_state()
-        model_picker()
-        load_pending_model()  # no app.py to finish the sidebar in this run
+    choice = ModelChoice(
+        "default", f"default:{file_name}", pending.label, model, cnnviz.class_names_of(model), source, prefix
+    )
+    session.current_model = choice
+    _describe(choice, pending.caption_slot)
 
 
 def require_model() -> ModelChoice:
     """The chosen model, or a message and a stop when there is none."""
-    ensure_shell()
-    choice = current_model()
+    load_pending_model()
+    choice = studio().current_model
     if choice is None:
         st.info("Choose a model in the sidebar (or upload a .keras file there) to use this page.")
         st.page_link("pages/train.py", label="...or train one now", icon=":material/model_training:")

@@ -1,12 +1,16 @@
 """Training runs the Train and Improve pages start, watch and stop without blocking the app.
 
-A run happens in a background thread (cnnviz.train or cnnviz.compare with an
-event callback and a stop event); the page polls the job with an
-auto-refreshing fragment. Each job lives in its own session's state, so two
-people training at once never see each other's runs. Each job writes its
-TensorBoard logs to its own temporary folder, offered as a zip download and
-removed when the session starts another job of the same kind or ends (the
-job object is then dropped with the session's state).
+A run happens in a background thread (`cnnviz.runs.run` or `cnnviz.compare`
+with an event callback and a stop event); the page polls the job with a
+fragment that refreshes while the job runs. Each job lives in its own
+session's state, so two people training at once never see each other's runs.
+Each job writes its TensorBoard logs to its own temporary folder, offered as a
+zip download and removed when the session starts another job of the same kind
+or ends (the job object is then dropped with the session's state).
+
+A job whose browser tab has been closed for `CNNVIZ_MAX_UNWATCHED_SECONDS`
+stops by itself (the training's own stop condition, fed by `session_connected`),
+so a hosted demo's CPU never goes to a run nobody watches.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 import uuid
 import weakref
 import zipfile
@@ -27,11 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import cnnviz
-from cnnviz import limits
-
-JOB_KEY = "train.job"
-HISTORY_KEY = "train.history"
-COMPARISON_KEY = "improve.job"
+from cnnviz import limits, runs
+from cnnviz.events import BatchEnd, EpochEnd, TrainBegin, VariantBegin, VariantEnd
 
 
 def zip_folder(folder: str | os.PathLike) -> bytes:
@@ -45,22 +45,19 @@ def zip_folder(folder: str | os.PathLike) -> bytes:
     return buffer.getvalue()
 
 
-def _new_log_dir() -> str:
-    return tempfile.mkdtemp(prefix="cnnviz-logs-")
+def model_bytes(model) -> bytes:
+    """The model as .keras file bytes, for a download button."""
+    handle, path = tempfile.mkstemp(suffix=".keras")
+    os.close(handle)
+    try:
+        cnnviz.save_model(model, path)
+        with open(path, "rb") as file:
+            return file.read()
+    finally:
+        os.unlink(path)
 
 
-def _remove_with(job) -> None:
-    """Removes the job's temporary folder when the job is dropped (its session ended, or it was replaced)."""
-    weakref.finalize(job, shutil.rmtree, job.log_dir, True)
-
-
-def discard(job) -> None:
-    """Removes a finished job's temporary logs."""
-    if job is not None and not job.running and getattr(job, "log_dir", None):
-        shutil.rmtree(job.log_dir, ignore_errors=True)
-
-
-def _session_connected() -> Callable[[], bool]:
+def session_connected() -> Callable[[], bool]:
     """A check, callable from any thread, that the browser session running this script is still connected.
 
     Always true outside a Streamlit server (AppTest, a plain script).
@@ -75,22 +72,35 @@ def _session_connected() -> Callable[[], bool]:
     return lambda: instance.is_active_session(session_id)
 
 
-class _BackgroundJob:
-    """Runs `self._work(data)` in a daemon thread; any failure becomes `self.error`, a line for the page.
+@dataclasses.dataclass(kw_only=True)
+class BackgroundJob:
+    """Runs `self.work()` in a daemon thread; any failure becomes `self.error`, a line for the page.
 
-    A job whose browser session has been gone for `abandon_after` seconds (the tab
-    was closed; `CNNVIZ_MAX_UNWATCHED_SECONDS`, default 30) stops as if Stop was
-    pressed, so a hosted demo's CPU never goes to a run nobody watches. Subclasses are dataclasses with `thread`, `stop_event`, `error` and
-    `log_dir` fields, and call `_heartbeat()` on every training event.
+    Attributes:
+        data: the data it trains on.
+        events: the `cnnviz.events` records received so far.
+        error: a sentence when it failed, else None.
+        stop_event: set by Stop (and by the training itself when nobody watches).
+        thread: the worker thread once started.
+        log_dir: its TensorBoard logs, removed with the job.
+        published: whether the page has taken its result (once).
     """
 
-    _failure = "Failed"  # the start of the line for an unexpected error
-    _out_of_memory = "Out of memory."
-    _check_every = 2.0
-    abandoned = False
+    data: Any
+    events: list = dataclasses.field(default_factory=list)
+    error: str | None = None
+    stop_event: threading.Event = dataclasses.field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    log_dir: str = dataclasses.field(default_factory=lambda: tempfile.mkdtemp(prefix="cnnviz-logs-"))
+    published: bool = False
+    watched: Callable[[], bool] | None = None  # whether its browser tab is still there (set by `start`)
+
+    failure = "Failed"  # the start of the line for an unexpected error
+    out_of_memory = "Out of memory."
 
     def __post_init__(self):
-        _remove_with(self)
+        # Its logs go when the job is dropped: its session ended, or a new job replaced it.
+        weakref.finalize(self, shutil.rmtree, self.log_dir, True)
 
     @property
     def running(self) -> bool:
@@ -99,67 +109,58 @@ class _BackgroundJob:
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _launch(self, data, name: str) -> None:
-        self._connected = _session_connected()  # here, on the script's thread, which knows its session
-        self.abandon_after = limits.max_unwatched_seconds()
-        self._checked = self._seen = time.monotonic()
-        self.thread = threading.Thread(target=self._run, args=(data,), daemon=True, name=name)
+    def discard_logs(self) -> None:
+        """Removes a finished job's temporary logs."""
+        if not self.running:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+
+    def start(self, name: str = "cnnviz-job") -> None:
+        self.watched = session_connected()  # here, on the script's thread, which knows its session
+        self.thread = threading.Thread(target=self._run, daemon=True, name=name)
         self.thread.start()
 
-    def _heartbeat(self) -> None:
-        now = time.monotonic()
-        if now - self._checked < self._check_every:
-            return
-        self._checked = now
-        if self._connected():
-            self._seen = now
-        elif now - self._seen > self.abandon_after and not self.stop_event.is_set():
-            self.abandoned = True
-            self.stop_event.set()
-
-    def _run(self, data) -> None:
+    def _run(self) -> None:
         try:
-            self._work(data)
+            self.work()
         except cnnviz.CnnvizError as error:
             self.error = str(error)
         except MemoryError:
-            self.error = self._out_of_memory
+            self.error = self.out_of_memory
         except Exception as error:  # a bug or an unexpected TensorFlow error: shown, never a dead app
-            self.error = f"{self._failure}: {type(error).__name__}: {error}"
+            self.error = f"{self.failure}: {type(error).__name__}: {error}"
         finally:
             # A fit that stopped early leaves its tf.data iterators in reference cycles. Freed now, on
             # this thread; left to the interpreter's exit, their destructors can hang the server's shutdown.
             gc.collect()
 
-    def _work(self, data) -> None:
+    def work(self) -> None:
         raise NotImplementedError
 
+    def watch_options(self) -> dict[str, Any]:
+        return {"watched": self.watched, "unwatched_after": float(limits.max_unwatched_seconds())}
 
-@dataclasses.dataclass
-class TrainingJob(_BackgroundJob):
-    data_source: str
-    model_config: Any  # cnnviz.ModelConfig
-    train_config: Any  # cnnviz.TrainConfig
+
+@dataclasses.dataclass(kw_only=True)
+class TrainingJob(BackgroundJob):
+    """One `cnnviz.runs.run` for the Train page."""
+
+    request: runs.TrainRequest
     run_id: int
-    events: list = dataclasses.field(default_factory=list)
     result: Any = None  # cnnviz.TrainResult when done
-    error: str | None = None
-    stop_event: threading.Event = dataclasses.field(default_factory=threading.Event)
-    started: float = dataclasses.field(default_factory=time.time)
-    thread: threading.Thread | None = None
     initial_weights: list | None = None  # the weights training started from
+    download: bytes | None = None  # the model as a .keras file, made once
     # Unique across sessions: caches shared by all sessions key the model by it.
     uid: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
-    log_dir: str = dataclasses.field(default_factory=_new_log_dir)  # TensorBoard logs of this run
 
-    _failure = "Training failed"
-    _out_of_memory = "Out of memory: use a smaller batch size, fewer filters or smaller images."
+    failure = "Training failed"
+    out_of_memory = "Out of memory: use a smaller batch size, fewer filters or smaller images."
 
-    def start(self, data) -> None:
-        self.data = data  # the Results page scores the model on this data's test split
-        self._launch(data, name=f"cnnviz-train-{self.run_id}")
+    @property
+    def abandoned(self) -> bool:
+        """Whether it stopped because its browser tab had gone."""
+        return self.result is not None and self.result.stop_reason == "unwatched"
 
-    def _work(self, data) -> None:
+    def work(self) -> None:
         import keras
 
         job = self
@@ -169,19 +170,14 @@ class TrainingJob(_BackgroundJob):
             def on_train_begin(self, logs=None):
                 job.initial_weights = [weight.copy() for weight in self.model.get_weights()]
 
-        self.result = cnnviz.train(
-            self.model_config,
-            data,
-            self.train_config,
+        self.result = runs.run(
+            self.request,
             callbacks=[RememberInitialWeights()],
-            on_event=self._on_event,
+            on_event=self.events.append,
             stop_event=self.stop_event,
             log_dir=self.log_dir,
+            **self.watch_options(),
         )
-
-    def _on_event(self, event: dict) -> None:
-        self.events.append(event)
-        self._heartbeat()
 
     def batches(self, after_seconds: float = 0.0) -> list[dict]:
         """Batch-level rows of the current (last) epoch: batch, loss, accuracy.
@@ -191,110 +187,99 @@ class TrainingJob(_BackgroundJob):
         under a batch chart that comes and goes every second.
         """
         events = list(self.events)
-        batch_events = [e for e in events if e["event"] == "batch_end"]
+        batch_events = [event for event in events if isinstance(event, BatchEnd)]
         if not batch_events:
             return []
-        current = batch_events[-1]["epoch"]
-        began = max(
-            (e["elapsed"] for e in events if e["event"] == "epoch_end" and e["epoch"] < current), default=0.0
-        )
-        if batch_events[-1]["elapsed"] - began < after_seconds:
+        current = batch_events[-1].epoch
+        began = max((e.elapsed for e in events if isinstance(e, EpochEnd) and e.epoch < current), default=0.0)
+        if batch_events[-1].elapsed - began < after_seconds:
             return []
-        return [{"batch": e["batch"], **e["metrics"]} for e in batch_events if e["epoch"] == current]
+        return [{"batch": e.batch, **e.metrics} for e in batch_events if e.epoch == current]
 
     def epochs(self) -> list[dict]:
         """One row per finished epoch: epoch, loss, accuracy, val_loss, val_accuracy."""
-        return [{"epoch": e["epoch"], **e["metrics"]} for e in list(self.events) if e["event"] == "epoch_end"]
+        return [{"epoch": e.epoch, **e.metrics} for e in list(self.events) if isinstance(e, EpochEnd)]
 
     def progress(self) -> tuple[float, str]:
         """A 0..1 fraction and a line of text for a progress bar."""
         events = list(self.events)
-        begin = next((e for e in events if e["event"] == "train_begin"), None)
+        begin = next((e for e in events if isinstance(e, TrainBegin)), None)
         if begin is None:
             return 0.0, "Preparing the data and the model..."
-        last = next((e for e in reversed(events) if e["event"] in ("batch_end", "epoch_end")), None)
+        last = next((e for e in reversed(events) if isinstance(e, (BatchEnd, EpochEnd))), None)
         if last is None:
             return 0.0, "Starting..."
-        if last.get("progress") is not None:
-            fraction = float(last["progress"])
+        if isinstance(last, BatchEnd) and last.progress is not None:
+            fraction = last.progress
         else:
-            steps = max(1, begin["steps_per_epoch"])
-            batch = last.get("batch", steps) if last["event"] == "batch_end" else steps
-            fraction = ((last["epoch"] - 1) + batch / steps) / max(1, begin["epochs"])
-        metrics = last.get("metrics", {})
+            batch = last.batch if isinstance(last, BatchEnd) else begin.steps_per_epoch
+            done = (last.epoch - 1) + batch / max(1, begin.steps_per_epoch)
+            fraction = done / begin.epochs if begin.epochs else 0.0
         shown = ", ".join(
-            f"{name} {value:.3f}" for name, value in metrics.items() if "accuracy" in name or name == "loss"
+            f"{name} {value:.3f}"
+            for name, value in last.metrics.items()
+            if "accuracy" in name or name == "loss"
         )
-        return min(max(fraction, 0.0), 1.0), f"epoch {last['epoch']} · {last['elapsed']:.0f} s · {shown}"
+        return min(max(fraction, 0.0), 1.0), f"epoch {last.epoch} · {last.elapsed:.0f} s · {shown}"
+
+    def history_row(self) -> dict:
+        """The run's row in the session's table of runs."""
+        return {"run": self.run_id, "data": self.request.source, **self.result.summary()}
+
+    def model_download(self) -> bytes:
+        if self.download is None:
+            self.download = model_bytes(self.result.model)
+        return self.download
 
 
-def model_bytes(model, class_names) -> bytes:
-    """The model as .keras file bytes, for a download button."""
-    handle, path = tempfile.mkstemp(suffix=".keras")
-    os.close(handle)
-    try:
-        cnnviz.save_model(model, path, class_names)
-        with open(path, "rb") as file:
-            return file.read()
-    finally:
-        os.unlink(path)
+@dataclasses.dataclass(kw_only=True)
+class ComparisonJob(BackgroundJob):
+    """`cnnviz.compare` for the Improve page."""
 
-
-@dataclasses.dataclass
-class ComparisonJob(_BackgroundJob):
-    """`cnnviz.compare` in a background thread, for the Improve page."""
-
-    data_source: str
     variants: list[str]
-    model_config: Any  # the baseline cnnviz.ModelConfig
+    model_config: Any  # the baseline ConvNetConfig or TransferConfig
     time_budget: float
-    batch_size: int = 32
-    events: list = dataclasses.field(default_factory=list)
-    results: list = dataclasses.field(default_factory=list)  # cnnviz.compare VariantResults, as they finish
-    error: str | None = None
-    stop_event: threading.Event = dataclasses.field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-    log_dir: str = dataclasses.field(default_factory=_new_log_dir)
+    train_config: Any = None  # the baseline cnnviz.TrainConfig
+    results: list = dataclasses.field(default_factory=list)  # VariantResults, as they finish
 
-    _failure = "Comparison failed"
-    _out_of_memory = "Out of memory: use fewer variants, smaller images or a smaller batch."
+    failure = "Comparison failed"
+    out_of_memory = "Out of memory: use fewer variants, smaller images or a smaller batch."
 
-    def start(self, data) -> None:
-        self._launch(data, name="cnnviz-compare")
-
-    def _on_event(self, event: dict) -> None:
-        self._heartbeat()
-        if event["event"] == "variant_end":
-            self.results.append(event["result"])
-        elif event["event"] != "batch_end" or not self.events or self.events[-1]["event"] != "batch_end":
-            self.events.append(event)
-        else:
+    def on_event(self, event) -> None:
+        if isinstance(event, VariantEnd):
+            self.results.append(event.result)
+        elif isinstance(event, BatchEnd) and self.events and isinstance(self.events[-1], BatchEnd):
             self.events[-1] = event  # only the latest batch matters for the progress line
+        else:
+            self.events.append(event)
 
-    def _work(self, data) -> None:
+    def work(self) -> None:
         cnnviz.compare(
-            data,
+            self.data,
             self.variants,
             self.model_config,
-            cnnviz.TrainConfig(epochs=1000, batch_size=self.batch_size),
+            self.train_config,
             time_budget=self.time_budget,
             log_dir=self.log_dir,
-            on_event=self._on_event,
+            on_event=self.on_event,
             stop_event=self.stop_event,
+            **self.watch_options(),
         )
 
     def progress(self) -> tuple[float, str]:
         """A 0..1 fraction over all variants and a line of text for a progress bar."""
         events = list(self.events)
-        begin = next((e for e in reversed(events) if e["event"] == "variant_begin"), None)
-        if begin is None:
+        begin_at = next(
+            (i for i in range(len(events) - 1, -1, -1) if isinstance(events[i], VariantBegin)), None
+        )
+        if begin_at is None:
             return 0.0, "Preparing..."
-        done = len(self.results)
-        last = events[-1]
-        elapsed = last.get("elapsed", 0.0) if last.get("variant") == begin["variant"] else 0.0
+        begin, last = events[begin_at], events[-1]
+        elapsed = getattr(last, "elapsed", 0.0) if begin_at < len(events) - 1 else 0.0
         within = min(elapsed / self.time_budget, 1.0) if self.time_budget else 0.0
-        fraction = (done + (within if done < begin["total"] else 0.0)) / begin["total"]
+        done = len(self.results)
+        fraction = (done + (within if done < begin.total else 0.0)) / begin.total
         return min(fraction, 1.0), (
-            f"variant {begin['index'] + 1} of {begin['total']}: {begin['variant']} · {elapsed:.0f} s"
-            + (f" · epoch {last['epoch']}" if "epoch" in last else "")
+            f"variant {begin.index + 1} of {begin.total}: {begin.variant} · {elapsed:.0f} s"
+            + (f" · epoch {last.epoch}" if isinstance(last, (BatchEnd, EpochEnd)) else "")
         )

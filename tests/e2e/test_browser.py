@@ -338,7 +338,7 @@ def test_improve_page_compares_variants_in_one_chart(server, page):
     page.goto(server)  # through app.py first, as a visitor arrives
     page.get_by_test_id("stMetricValue").wait_for()
     page.goto(f"{server}/improve?data.source=%22digits%22&improve.budget=10&improve.variants={variants}")
-    page.locator("h1", has_text="Improve").wait_for()
+    page.locator("h1", has_text="Compare variants").wait_for()
     page.get_by_role("button", name="Compare", exact=True).click()
     best = page.get_by_test_id("stAlertContentSuccess")
     best.wait_for(timeout=120_000)
