@@ -8,7 +8,6 @@ ratios, because this machine is noisy.
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -17,13 +16,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-
-RESULTS = []
-
-
-def record(name, value, target, unit=""):
-    RESULTS.append({"figure": name, "measured": value, "target": target, "unit": unit})
-    print(f"{name}: {value} {unit} (target {target})", flush=True)
+from results import record, report
 
 
 def bench_throughput(samples=12800, epochs=2):
@@ -152,13 +145,7 @@ def main():
     }
     for name in chosen:
         functions[name]()
-    print()
-    print(
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}; Python {platform.python_version()}"
-    )
-    print("| figure | measured | target |\n|---|---|---|")
-    for row in RESULTS:
-        print(f"| {row['figure']} | {row['measured']} {row['unit']} | {row['target']} |")
+    report("core-last.json")
 
 
 if __name__ == "__main__":

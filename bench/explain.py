@@ -10,7 +10,6 @@ pointing: the pointing game of every method on the shapes test split (seed 0,
           classified images whose heatmap maximum lies inside the shape's box.
 """
 
-import json
 import os
 import statistics
 import sys
@@ -20,16 +19,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+from results import record, report
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 MODEL = ROOT / "assets" / "models" / "shapes.keras"
-RESULTS = []
-
-
-def record(name, value, target, unit=""):
-    RESULTS.append({"figure": name, "measured": value, "target": target, "unit": unit})
-    print(f"{name}: {value} {unit} (target {target})", flush=True)
 
 
 def median_ms(function, repeats=30, warmup=3):
@@ -121,9 +115,4 @@ if __name__ == "__main__":
     chosen = sys.argv[1:] or ["speed", "pointing"]
     for name in chosen:
         {"speed": bench_speed, "pointing": bench_pointing}[name]()
-    print()
-    print("| figure | measured | target |")
-    print("|---|---|---|")
-    for row in RESULTS:
-        print(f"| {row['figure']} | {row['measured']} {row['unit']} | {row['target']} |")
-    (ROOT / "bench" / "explain-last.json").write_text(json.dumps(RESULTS, indent=1))
+    report("explain-last.json")

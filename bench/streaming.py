@@ -30,14 +30,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+from results import record, report
 
 ROOT = Path(tempfile.gettempdir()) / "cnnviz-bench-stream"
-RESULTS = []
-
-
-def record(name, value, target, unit=""):
-    RESULTS.append({"figure": name, "measured": value, "target": target, "unit": unit})
-    print(f"{name}: {value} {unit} (target {target})", flush=True)
 
 
 def make_folder(count: int) -> Path:
@@ -167,11 +162,7 @@ def main(argv: list[str]) -> None:
         bench_speed()
     if "memory" in chosen:
         bench_memory()
-    out = Path(__file__).with_name("streaming-last.json")
-    out.write_text(json.dumps(RESULTS, indent=1))
-    print("\n| figure | measured | target |\n|---|---|---|")
-    for row in RESULTS:
-        print(f"| {row['figure']} | {row['measured']} {row['unit']} | {row['target']} |")
+    report("streaming-last.json")
 
 
 if __name__ == "__main__":
