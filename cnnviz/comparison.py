@@ -202,6 +202,7 @@ def compare(
     from cnnviz.training import TrainConfig
     from cnnviz.training.sources import as_source
 
+    check_variants(variants)
     source = as_source(data)
     if model_config is None:
         model_config = preset_config("fast", source.image_shape, source.num_classes)
@@ -261,12 +262,15 @@ def _run_variant(
     return result
 
 
-def check_variants(variants: Sequence[str], model_config) -> None:
+def check_variants(variants: Sequence[str], model_config=None) -> None:
+    """Raises `ConfigError` for an unknown variant, none at all, or (given the baseline) one of another family."""
     unknown = [name for name in variants if name not in VARIANTS]
     if unknown:
         raise ConfigError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}.")
     if not variants:
         raise ConfigError("choose at least one variant.")
+    if model_config is None:
+        return
     misplaced = [name for name in variants if not VARIANTS[name].applies_to(model_config)]
     if misplaced:
         raise ConfigError(

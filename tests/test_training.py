@@ -363,3 +363,21 @@ def test_shape_mismatch_is_a_clear_error(tiny_arrays):
 def test_batch_larger_than_dataset(tiny_arrays):
     result = cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=1, batch_size=4096))
     assert result.epochs == 1 and result.samples_seen == 28  # 32 images, 4 held out for validation
+
+
+def test_a_global_tensorflow_seed_set_elsewhere_does_not_change_a_run(tiny_arrays):
+    import tensorflow as tf
+
+    try:
+        tf.random.set_seed(1)
+        first = cnnviz.train(
+            SMALL, tiny_arrays, TrainConfig(epochs=2, batch_size=8, seed=4)
+        ).model.get_weights()
+        tf.random.set_seed(2)
+        second = cnnviz.train(
+            SMALL, tiny_arrays, TrainConfig(epochs=2, batch_size=8, seed=4)
+        ).model.get_weights()
+    finally:
+        tf.random.set_seed(None)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)

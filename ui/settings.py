@@ -26,6 +26,7 @@ from typing import Any
 import streamlit as st
 
 from cnnviz import limits
+from cnnviz.models import ACTIVATIONS, POOLINGS
 from cnnviz.pretrained import BACKBONE_SIZES, backbone_size
 from cnnviz.training.config import DEFAULT_AUGMENTATION, FLIPS, OPTIMIZERS, TrainConfig
 
@@ -187,6 +188,35 @@ SETTINGS: dict[str, Setting] = {
             "fast",
             labels=_design_labels,
         ),
+        Setting(
+            "build.fine_tune_layers",
+            "Fine-tune the last N layers",
+            "slider",
+            (0, 60, 1),
+            0,
+            field="fine_tune_layers",
+            help="0 trains only the new head.",
+        ),
+        Setting(
+            "build.imagenet",
+            "Start from ImageNet weights",
+            "toggle",
+            None,
+            True,
+            field="backbone_weights",
+            read=lambda design: design.backbone_weights == "imagenet",
+            convert=lambda on: "imagenet" if on else None,
+        ),
+        Setting(
+            "build.backbone_size",
+            "Resize images to",
+            "select_slider",
+            BACKBONE_SIZES,
+            96,
+            field="backbone_size",
+            help="Larger: more detail, slower.",
+            read=lambda design: backbone_size(max(design.input_shape[:2]), design.backbone_size),
+        ),
         Setting("build.conv_blocks", "Conv blocks", "slider", (1, 6, 1), 4, field="conv_blocks"),
         Setting(
             "build.filters",
@@ -218,7 +248,7 @@ SETTINGS: dict[str, Setting] = {
             "build.activation",
             "Activation",
             "selectbox",
-            ("relu", "gelu", "elu", "selu", "swish", "tanh", "leaky_relu"),
+            ACTIVATIONS,
             "relu",
             field="activation",
         ),
@@ -234,7 +264,7 @@ SETTINGS: dict[str, Setting] = {
             "build.pooling",
             "Head",
             "selectbox",
-            ("global_avg", "flatten"),
+            POOLINGS,
             "global_avg",
             field="pooling",
             labels={"global_avg": "global average pooling", "flatten": "flatten"},
@@ -254,35 +284,6 @@ SETTINGS: dict[str, Setting] = {
             (0.0, 0.6, 0.05),
             0.0,
             field="dense_dropout",
-        ),
-        Setting(
-            "build.fine_tune_layers",
-            "Fine-tune the last N layers",
-            "slider",
-            (0, 60, 1),
-            0,
-            field="fine_tune_layers",
-            help="0 trains only the new head.",
-        ),
-        Setting(
-            "build.imagenet",
-            "Start from ImageNet weights",
-            "toggle",
-            None,
-            True,
-            field="backbone_weights",
-            read=lambda design: design.backbone_weights == "imagenet",
-            convert=lambda on: "imagenet" if on else None,
-        ),
-        Setting(
-            "build.backbone_size",
-            "Resize images to",
-            "select_slider",
-            BACKBONE_SIZES,
-            96,
-            field="backbone_size",
-            help="Larger: more detail, slower.",
-            read=lambda design: backbone_size(max(design.input_shape[:2]), design.backbone_size),
         ),
         # Train: one widget per TrainConfig knob the studio offers.
         Setting("train.design", "Model design", "selectbox", _design_choices, "fast", labels=_design_labels),

@@ -252,11 +252,13 @@ class BestWeights(keras.callbacks.Callback):
         self.best_score = -math.inf
         self.best_weights = None
         self.since_improvement = 0
+        self.last_score: float | None = None  # the last finished epoch's score, as Keras logged it
 
     def on_epoch_end(self, epoch, logs=None):
         if self.state.diverged:
             return
         score = _floats(logs).get(self.monitor, -math.inf)
+        self.last_score = score
         if score > self.best_score:
             self.best_score = score
             self.best_weights = self.model.get_weights() if self.keep_weights else None
@@ -271,8 +273,12 @@ class BestWeights(keras.callbacks.Callback):
             )
 
     def restore_if_better(self, model, final_score: float) -> float:
-        """Puts the best epoch's weights back if they scored above `final_score`; returns the kept score."""
-        if self.best_weights is not None and self.best_score > final_score:
+        """Puts the best epoch's weights back if they scored above `final_score`; returns the kept score.
+
+        Scores within 1e-6 are a tie (a logged float32 score against the same share in float64): the
+        final weights stay, so every worker of a distributed run decides alike.
+        """
+        if self.best_weights is not None and self.best_score > final_score + 1e-6:
             model.set_weights(self.best_weights)
             return self.best_score
         return final_score

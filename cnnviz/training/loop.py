@@ -17,8 +17,11 @@ returns a new model in `TrainResult.model`; a `keras.Model` passed in is
 copied first and never changed.
 
 Seeds belong to the run: `TrainConfig.seed` seeds the weight initializers,
-dropout, the shuffle and the augmentation layers of this run only. Nothing
-reseeds the process, so two runs in two threads do not disturb each other.
+dropout, the shuffle (a stateless permutation per epoch) and the augmentation
+layers of this run only. Nothing reseeds the process, and nothing the process
+did before changes the run: the same seed gives the same weights in two threads
+at once, or after another library set TensorFlow's global seed. (A folder
+streamed from disk decodes in parallel, out of order: not bit-reproducible.)
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import contextlib
 import math
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -115,7 +117,7 @@ def train(
             augmentation=make_augmentation(config, config.seed),
         ),
         source.dataset("validation", max(batch_size, 256)) if has_validation else None,
-        config.epochs or 2**31 - 1,  # until the budget: StopConditions ends the run
+        (config.epochs or 2**31 - 1, state.steps_per_epoch),  # no epoch count: StopConditions ends the run
         [*parts, *_logs(log_dir, strategy), *callbacks],
         strategy,
         verbose,
@@ -231,19 +233,21 @@ def _logs(log_dir, strategy) -> list:
     return [keras.callbacks.TensorBoard(str(log_dir), write_graph=False, update_freq="epoch")]
 
 
-def _fit(model, train_data, val_data, epochs: int, callbacks: list, strategy, verbose: int) -> float:
-    """Runs Keras' fit; returns its seconds."""
+def _fit(
+    model, train_data, val_data, length: tuple[int, int], callbacks: list, strategy, verbose: int
+) -> float:
+    """Runs Keras' fit over the endless training pipeline, `length` = (epochs, steps per epoch); returns its seconds."""
     from cnnviz.distribute import distributed_fit
 
     fit_context = distributed_fit(model) if strategy is not None else contextlib.nullcontext()
     start = time.perf_counter()
-    with fit_context, warnings.catch_warnings():
-        # A stream's length is unknown until its first epoch ends; Keras warns then.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
+    epochs, steps_per_epoch = length
+    with fit_context:
         model.fit(
             train_data,
             validation_data=val_data,
             epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,
             shuffle=False,  # the tf.data pipeline shuffles
             verbose=verbose,
@@ -261,9 +265,17 @@ def _finalize(model, source, state, parts, precision, config, train_seconds, bat
 
     val_accuracy = None
     if source.size("validation"):
-        val_accuracy = source.accuracy(model, "validation")
-        if not state.diverged:
-            val_accuracy = _part(parts, control.BestWeights).restore_if_better(model, val_accuracy)
+        best = _part(parts, control.BestWeights)
+        if state.diverged:  # the NaN guard put back the last good weights: score those
+            val_accuracy = source.accuracy(model, "validation")
+        else:
+            # Ended at an epoch's end: its score as Keras logged it (the same on every worker of a
+            # distributed run). Ended within an epoch (budget, Stop): the final weights are scored here.
+            at_epoch_end = (
+                best.last_score is not None and state.steps_done == state.epochs_done * state.steps_per_epoch
+            )
+            final = best.last_score if at_epoch_end else source.accuracy(model, "validation")
+            val_accuracy = best.restore_if_better(model, final)
     if precision == "bfloat16":
         metadata = get_metadata(model)
         model = rebuild_float32(model)

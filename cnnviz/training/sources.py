@@ -42,7 +42,8 @@ class DataSource:
         raise NotImplementedError
 
     def batches(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0):
-        """A tf.data pipeline of `(uint8 images, labels)` batches of the split."""
+        """A tf.data pipeline of `(uint8 images, labels)` batches of the split; with `shuffle`, an
+        endless one, reshuffled every epoch (`train` gives Keras the steps per epoch)."""
         raise NotImplementedError
 
     def dataset(self, split: str, batch_size: int, *, shuffle=False, seed=0, augmentation=None):
@@ -108,10 +109,27 @@ class ArraySource(DataSource):
         import tensorflow as tf
 
         images, labels = self.arrays(split)
-        dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-        if shuffle:
-            dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-        return dataset.batch(batch_size)
+        if not shuffle:
+            return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+        # Epoch e is the permutation stateless_shuffle draws from (seed, e): the order depends on the run's
+        # seed alone, not on TensorFlow's global seed or on what else the process did before.
+        images, labels = tf.constant(images), tf.constant(labels)
+        count = len(labels)
+
+        def epoch(number):
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), number])
+            )
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+        return (
+            tf.data.Dataset.range(2**62)
+            .flat_map(epoch)
+            .map(
+                lambda index: (tf.gather(images, index), tf.gather(labels, index)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        )
 
     def with_validation(self, fraction: float, seed: int) -> ArraySource:
         """This source, with `fraction` of the training images held out if it has no validation split."""
@@ -147,7 +165,10 @@ class StreamSource(DataSource):
         return self.stream.arrays(split)
 
     def batches(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0):
-        return self.stream.dataset(split, batch_size, shuffle=shuffle, seed=seed)
+        # Decoding in parallel, out of order, is what makes streaming fast: a streamed run is not
+        # bit-reproducible, and its shuffle is TensorFlow's seeded op.
+        dataset = self.stream.dataset(split, batch_size, shuffle=shuffle, seed=seed)
+        return dataset.repeat() if shuffle else dataset
 
     def with_validation(self, fraction: float, seed: int) -> StreamSource:
         return self  # a stream's splits are fixed when the folder is listed
