@@ -149,19 +149,21 @@ def _wait_for_training(app: AppTest, seconds: float = 120, job: str = "training_
     raise AssertionError("training did not finish in time")
 
 
-def test_train_page_trains_one_epoch_and_offers_the_model():
+def test_train_page_trains_two_epochs_and_offers_the_model():
     app = _open("train", data__source="digits")
     assert any("press **Train**" in info.value for info in app.info)  # nothing trained yet
     assert any("digits: 10 classes" in caption.value for caption in app.caption)
-    app.slider(key="train.epochs").set_value(1)
+    # Two epochs, not one: after one, batch norm's running statistics are not settled and the validation
+    # accuracy swings between 12 % and 83 % with the seed (measured, seeds 0-3); after two, 97-98 %.
+    app.slider(key="train.epochs").set_value(2)
     app.button(key="FormSubmitter:train.form-Train").click().run()
     assert not app.exception
     app = _wait_for_training(app)
     assert not app.exception
     assert _studio(app).trained is not None
     history = _studio(app).history
-    assert len(history) == 1 and history[0]["epochs"] == 1 and history[0]["data"] == "digits"
-    assert history[0]["validation accuracy"] > 0.25  # one epoch: well above chance (0.1)
+    assert len(history) == 1 and history[0]["epochs"] == 2 and history[0]["data"] == "digits"
+    assert history[0]["validation accuracy"] > 0.9
     assert any("Validation accuracy" in message.value for message in app.success)
     # Other pages now offer the session's model.
     app.switch_page("pages/predict.py").run()
