@@ -32,6 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 from results import record, report
 
+from cnnviz.events import EpochEnd
+
 ROOT = Path(tempfile.gettempdir()) / "cnnviz-bench-stream"
 
 
@@ -75,7 +77,7 @@ def child(mode: str, folder: str, epochs: int) -> None:
         "keras_mnist",
         data,
         config,
-        on_event=lambda e: ends.append(e["elapsed"]) if e["event"] == "epoch_end" else None,
+        on_event=lambda event: ends.append(event.elapsed) if isinstance(event, EpochEnd) else None,
     )
     # Steady state: epochs after the first (which also traces the graph and, with a cache, fills it).
     steady = None

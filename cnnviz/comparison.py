@@ -222,26 +222,30 @@ def compare(
         if options["stop_event"].is_set():
             break
         emit(VariantBegin(name, len(results), len(variants)))
-        model, settings = VARIANTS[name].apply(model_config, train_config)
         log = None if log_dir is None else Path(log_dir) / name
         results.append(
-            _run_variant(VARIANTS[name], model, settings, data, source.size("test") > 0, log, options)
+            _run_variant(
+                VARIANTS[name], model_config, train_config, data, source.size("test") > 0, log, options
+            )
         )
         emit(VariantEnd(name, results[-1]))
     return results
 
 
 def _run_variant(
-    variant: Variant, model_config, train_config, data, has_test: bool, log_dir, options
+    variant: Variant, baseline, train_config, data, has_test: bool, log_dir, options
 ) -> VariantResult:
-    """Trains one variant and scores it; a failure it can explain becomes its `error`."""
+    """Applies one variant to the baseline, trains and scores it; a failure it can explain becomes its
+    `error` (a deeper net that shrinks small images to nothing, transfer learning offline), and the
+    comparison goes on."""
     from cnnviz.evaluation import evaluate
     from cnnviz.training import train
 
-    result = VariantResult(variant.name, variant.description, train_config=train_config)
+    result = VariantResult(variant.name, variant.description)
     start = time.perf_counter()
     try:
-        trained = train(model_config, data, train_config, log_dir=log_dir, **options)
+        model_config, result.train_config = variant.apply(baseline, train_config)
+        trained = train(model_config, data, result.train_config, log_dir=log_dir, **options)
     except CnnvizError as error:
         result.error = str(error)
     except MemoryError:

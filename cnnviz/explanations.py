@@ -335,7 +335,8 @@ class Method:
             resizes and normalizes them).
         needs_layer: whether it reads a layer (`layer=`, defaulting to
             `default_cam_layer`); the others ignore `layer`.
-        options: its options and their defaults, passed by `explain(**options)`.
+        options: every option it takes, with its default, passed by `explain(**options)`;
+            `explain` refuses any other.
         cam_weights: for class activation map methods, how a layer's
             activations and gradients `(N, h, w, C)` combine into maps.
     """
@@ -352,7 +353,7 @@ def _cam_method(name: str, label: str, weights) -> Method:
     def compute(model, images, class_index, layer, **options):
         return class_activation_maps(model, images, name, class_index, layer, **options)
 
-    return Method(name, label, compute, needs_layer=True, cam_weights=weights)
+    return Method(name, label, compute, needs_layer=True, options={"batch_size": 64}, cam_weights=weights)
 
 
 def _integrated_gradient_maps(model, images, class_index, layer, **options):
@@ -373,7 +374,7 @@ METHODS: dict[str, Method] = {
                 model, images, class_index, layer, **options
             ),
             needs_layer=True,
-            options={"max_channels": 32},
+            options={"max_channels": 32, "batch_size": 128},
         ),
         Method(
             "saliency",
@@ -386,13 +387,13 @@ METHODS: dict[str, Method] = {
             lambda model, images, class_index, layer, **options: smoothgrad(
                 model, images, class_index, **options
             ),
-            options={"samples": 20, "noise": 0.15},
+            options={"samples": 20, "noise": 0.15, "seed": 0},
         ),
         Method(
             "integrated_gradients",
             "Integrated gradients",
             _integrated_gradient_maps,
-            options={"steps": 64},
+            options={"steps": 64, "baseline": 0.0},
         ),
         Method(
             "occlusion",
@@ -400,7 +401,7 @@ METHODS: dict[str, Method] = {
             lambda model, images, class_index, layer, **options: occlusion_map(
                 model, images, class_index, **options
             ),
-            options={"patch_size": 8, "stride": 4},
+            options={"patch_size": 8, "stride": 4, "fill": "mean", "batch_size": 256},
         ),
     )
 }
@@ -418,6 +419,10 @@ def _model_sized_maps(model, images, method, class_index, layer, options) -> NDA
     """The method's maps, normalized to [0, 1] at the model's input size."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    unknown = sorted(set(options) - set(METHODS[method].options))
+    if unknown:
+        takes = ", ".join(METHODS[method].options) or "no options"
+        raise ConfigError(f"{method} does not take {', '.join(unknown)}; it takes {takes}.")
     maps = METHODS[method].compute(model, images, class_index, layer, **options)
     input_size = introspect.input_shape_of(model)[:2]
     return normalize_maps(resize_maps(maps, input_size))

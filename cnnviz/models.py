@@ -446,8 +446,8 @@ def fit_design(design, input_shape, num_classes: int, **changes: Any) -> ModelCo
     return design.replace(**changes, input_shape=tuple(input_shape), num_classes=int(num_classes))
 
 
-def _seeds(seed: int) -> Iterator[int]:
-    """One seed per random layer, derived from the run's seed (no global RNG is touched)."""
+def layer_seeds(seed: int) -> Iterator[int]:
+    """One seed per random layer, derived from a run's seed (no global RNG is touched)."""
     return itertools.count(int(seed) * 100_003 + 1)
 
 
@@ -479,7 +479,7 @@ def build_model(config: ModelConfig | None = None, *, seed: int = 0, **overrides
     if not is_model_config(config):
         raise ConfigError(f"expected a ConvNetConfig or TransferConfig, got {type(config).__name__}.")
     inputs = keras.Input(shape=config.input_shape, name="image")
-    seeds = _seeds(seed)
+    seeds = layer_seeds(seed)
     if isinstance(config, TransferConfig):
         return _build_transfer_model(config, inputs, seeds)
     return _build_convnet(config, inputs, seeds)

@@ -86,6 +86,8 @@ class TrainRequest:
             to the data's image shape and classes).
         changes: fields of the design's family to change (flat names).
         config: the `TrainConfig`.
+        data_options: how `source` was loaded beyond its image size and seed (e.g.
+            `num_samples`), recorded so that evaluation draws the same split again.
     """
 
     data: Any
@@ -93,6 +95,7 @@ class TrainRequest:
     design: Any = "fast"
     changes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    data_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def model_config(self):
         """The design to build, for this data."""
@@ -102,8 +105,15 @@ class TrainRequest:
 
     def provenance(self, model_config) -> dict[str, Any]:
         """What the saved model records about how it was made."""
-        return {
+        from cnnviz.streaming import ImageStream
+
+        options = {name: value for name, value in self.data_options.items() if value is not None}
+        if isinstance(self.data, ImageStream):
+            validation_split, test_split = self.data.split_fractions
+            options |= {"stream": True, "validation_split": validation_split, "test_split": test_split}
+        record = {
             "data": self.source,
+            "data_options": options,
             "seed": self.config.seed,
             "split_seed": int(getattr(self.data, "seed", 0)),
             "design": self.design if isinstance(self.design, str) else model_config.name,
@@ -111,6 +121,10 @@ class TrainRequest:
             "model_config": model_config.to_dict(),
             "train_config": self.config.to_dict(),
         }
+        path = Path(self.source).expanduser()
+        if path.exists():  # a folder or zip: found again from any working directory
+            record["data_path"] = str(path.resolve())
+        return record
 
 
 def run(
@@ -170,15 +184,35 @@ def split_seed_of(model) -> int:
     return int(trained_on.get("split_seed", trained_on.get("seed", 0)))
 
 
-def _same_source(source: str, trained_on: Any) -> bool:
-    if not isinstance(trained_on, str):
-        return False
-    if source == trained_on:
+def _same_source(source: str, trained_on: dict) -> bool:
+    """Whether `source` is what the model was trained on (by name, or the same folder or zip)."""
+    if source == trained_on.get("data"):
         return True
+    recorded = trained_on.get("data_path")
     try:
-        return Path(source).expanduser().resolve() == Path(trained_on).expanduser().resolve()
+        return recorded is not None and Path(source).expanduser().resolve() == Path(recorded)
     except OSError:
         return False
+
+
+def _training_split(source: str, trained_on: dict, size, seed: int, load):
+    """The source split again as the model's training split it (same options, same seed)."""
+    from cnnviz.data import Dataset, Split, native_image_size
+    from cnnviz.streaming import stream_image_folder
+
+    options = dict(trained_on.get("data_options", {}))
+    if not options.pop("stream", False):
+        image_size = None if native_image_size(source) == size else size
+        return load(source, image_size=image_size, seed=seed, **options)
+    stream = stream_image_folder(source, image_size=size, seed=seed, **options)
+    if len(stream.test) == 0:
+        raise DatasetError(
+            f"{source}: the model was trained on this folder and none of it was held out for testing; "
+            "evaluate it on other images."
+        )
+    images, labels = stream.arrays("test")
+    empty = Split(images[:0], labels[:0])
+    return Dataset(stream.name, stream.class_names, empty, empty, Split(images, labels), seed=seed)
 
 
 def evaluation_data(model, data, *, seed: int | None = None, load: Callable[..., Any] | None = None):
@@ -187,10 +221,12 @@ def evaluation_data(model, data, *, seed: int | None = None, load: Callable[...,
 
     Args:
         model: a classifier with class names (e.g. from `cnnviz.load_model`).
-        data: a source name or path, or a loaded `cnnviz.Dataset`. A built-in
-            source, or the folder or zip the model was trained on, gives its
-            test split, drawn with `seed` or else the split seed recorded in the
-            model; any other folder or zip gives all its images.
+        data: a source name or path, or a loaded `cnnviz.Dataset`. The source
+            the model was trained on (by name, or the same folder or zip) gives
+            its test split, drawn again as training drew it: the same options
+            (`num_samples`, streamed), and `seed` or else the recorded split
+            seed. Another built-in source gives its test split; any other folder
+            or zip gives all its images.
         seed: split seed overriding the model's.
         load: the loader, called like `cnnviz.load_dataset` (the studio passes
             its cached one, the CLI one with a progress bar). Defaults to
@@ -206,10 +242,11 @@ def evaluation_data(model, data, *, seed: int | None = None, load: Callable[...,
         from cnnviz.data import load_dataset as load
     if isinstance(data, str):
         size = tuple(int(side) for side in model.input_shape[1:3])
-        trained_on = get_metadata(model).get("training", {}).get("data")
-        builtin = data.strip().lower().replace("-", "_") in BUILTIN_SOURCES
-        if builtin or _same_source(data, trained_on):
-            split_seed = split_seed_of(model) if seed is None else seed
+        trained_on = get_metadata(model).get("training", {})
+        split_seed = split_seed_of(model) if seed is None else seed
+        if _same_source(data, trained_on):
+            dataset = _training_split(data, trained_on, size, split_seed, load)
+        elif data.strip().lower().replace("-", "_") in BUILTIN_SOURCES:
             image_size = None if native_image_size(data) == size else size
             dataset = load(data, image_size=image_size, seed=split_seed)
         else:

@@ -72,6 +72,7 @@ class ImageStream(Described):
             `None` to decode every epoch. With a cache, the first epoch
             decodes and writes; later epochs read raw pixels back.
         seed: int, the seed the splits were drawn with.
+        split_fractions: `(validation_split, test_split)` they were drawn with.
     """
 
     name: str
@@ -83,6 +84,7 @@ class ImageStream(Described):
     report: LoadReport
     cache_dir: Path | None = None
     seed: int = 0
+    split_fractions: tuple[float, float] = (0.1, 0.0)
 
     _summary_note = " (streamed from disk)"
 
@@ -303,4 +305,5 @@ def stream_image_folder(
         report,
         None if cache_dir is None else Path(cache_dir),
         seed,
+        fractions,
     )

@@ -152,11 +152,12 @@ def fresh_copy(model, seed: int = 0):
         A new `keras.Model` of the same architecture.
     """
     import copy
-    import itertools
 
     import keras
 
-    seeds = itertools.count(int(seed) * 100_003 + 1)
+    from cnnviz.models import layer_seeds
+
+    seeds = layer_seeds(seed)
 
     def reseeded(layer):
         config = layer.get_config()

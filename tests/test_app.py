@@ -354,6 +354,10 @@ def test_the_private_streamlit_names_the_workarounds_patch_still_exist():
     assert runtime.supported(), "a Streamlit outside the range the workarounds were tested with"
     assert callable(script_runner._clean_problem_modules)
     assert hasattr(PagesManager, "uses_pages_directory")
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    assert callable(Runtime.is_active_session) and callable(get_script_run_ctx)
 
 
 def _digits_job(**settings):
@@ -370,11 +374,11 @@ def test_a_run_stops_by_itself_once_its_browser_tab_is_gone(monkeypatch):
     import threading
     import time
 
-    import ui.training
+    import ui.runtime
 
     connected = threading.Event()
     connected.set()
-    monkeypatch.setattr(ui.training, "session_connected", lambda: connected.is_set)
+    monkeypatch.setattr(ui.runtime, "session_connected", lambda: connected.is_set)
     monkeypatch.setenv("CNNVIZ_MAX_UNWATCHED_SECONDS", "1")
     job = _digits_job(epochs=50, time_budget=120)
     job.start()
@@ -650,3 +654,12 @@ def test_a_new_explanation_method_is_offered_by_the_studio_and_the_cli_with_one_
     assert status == 0
     written = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"][0]["heatmap_png"]
     assert written.endswith("shape_star.centre.png")
+
+
+def test_comparing_with_every_variant_cleared_asks_for_one_and_starts_nothing():
+    app = _open("improve", data__source="digits")
+    app.multiselect(key="improve.variants").set_value([])
+    app.button(key="FormSubmitter:improve.form-Compare").click().run()
+    assert not app.exception
+    assert any("Choose at least one variant" in error.value for error in app.error)
+    assert _studio(app).comparison_job is None

@@ -111,3 +111,18 @@ def test_cli_compare_prints_json_and_saves_the_figure(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "unknown variant(s) magic" in error and "Traceback" not in error
     assert np.isfinite(payload["results"][0]["train_seconds"])
+
+
+def test_a_variant_that_does_not_fit_the_images_is_reported_and_the_others_still_run():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (60, 12, 12, 1)).astype(np.uint8)
+    labels = np.arange(60) % 2
+    baseline = cnnviz.preset_config(
+        "keras_mnist", (12, 12, 1), 2
+    )  # 2 valid-padded blocks: a third cannot fit
+    results = cnnviz.compare(
+        (images, labels), ["deeper", "baseline"], baseline, cnnviz.TrainConfig(epochs=1), time_budget=None
+    )
+    assert [result.name for result in results] == ["deeper", "baseline"]
+    assert "shrink a 12x12 image to nothing" in results[0].error and results[0].accuracy is None
+    assert results[1].error is None and results[1].accuracy is not None

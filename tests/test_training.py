@@ -188,11 +188,12 @@ def test_a_model_passed_in_is_never_changed_and_a_new_one_comes_back(tiny_arrays
 
 
 def test_two_runs_with_one_seed_in_two_threads_give_identical_weights(tiny_arrays):
-    config = SMALL.replace(block_dropout=0.2)  # dropout draws random numbers too
+    config = SMALL.replace(block_dropout=0.2)  # dropout draws random numbers too, and so does augmentation
     results = {}
 
     def run(name, seed):
-        results[name] = cnnviz.train(config, tiny_arrays, TrainConfig(epochs=3, batch_size=8, seed=seed))
+        settings = TrainConfig(epochs=3, batch_size=8, seed=seed, flip="horizontal", translate=0.1)
+        results[name] = cnnviz.train(config, tiny_arrays, settings)
 
     threads = [threading.Thread(target=run, args=(name, 5)) for name in ("first", "second")]
     for thread in threads:
@@ -292,6 +293,15 @@ def test_training_with_augmentation_feeds_augmented_batches(tiny_arrays, monkeyp
     result = cnnviz.train(SMALL, tiny_arrays, TrainConfig(epochs=1, translate=0.1, flip="horizontal"))
     assert result.epochs == 1
     assert [layer.name for layer in built[0].layers] == ["flip", "translate"]
+    # ...and the batches training sees are the augmented ones: the pipeline's first batch is not the raw one.
+    from cnnviz.training.sources import as_source
+
+    source = as_source(tiny_arrays)
+    raw = next(iter(source.dataset("train", 32, shuffle=True, seed=0)))[0].numpy()
+    augmented = next(iter(source.dataset("train", 32, shuffle=True, seed=0, augmentation=built[0])))[
+        0
+    ].numpy()
+    assert raw.shape == augmented.shape and not np.allclose(raw, augmented)
 
 
 def test_precision_auto_follows_the_cpu(monkeypatch):

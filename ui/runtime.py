@@ -1,7 +1,8 @@
 """Every workaround of Streamlit internals the studio needs, in one place, each version-guarded.
 
 app.py calls `install()` at the start of every run; each page calls
-`enter_page()` first. Both touch private Streamlit names, checked to exist
+`enter_page()` first; a training job asks `session_connected()`. They touch
+private Streamlit names, checked to exist
 (`tests/test_app.py` fails when one disappears) and applied only within the
 tested Streamlit range; outside it they do nothing and the studio still runs,
 just without the fix.
@@ -21,12 +22,17 @@ just without the fix.
    `st.navigation` would, and runs app.py in its place, which runs this same
    page inside its frame; the page file's own run then stops. (A rerun would
    do the same but lose the click that caused this run.)
+3. `Runtime.is_active_session` and `get_script_run_ctx`: whether a browser
+   session is still connected, asked from a training thread (`session_connected`),
+   so a run whose tab has closed stops. Outside the tested range, or outside a
+   server, the answer is always yes.
 """
 
 from __future__ import annotations
 
 import runpy
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -79,3 +85,18 @@ def enter_page() -> None:
         PagesManager.uses_pages_directory = False
         runpy.run_path(str(APP), run_name="__main__")
         st.stop()
+
+
+def session_connected() -> Callable[[], bool]:
+    """A check, callable from any thread, that the browser session running this script is still connected.
+
+    Always true outside a Streamlit server (AppTest, a plain script) and outside the tested versions.
+    """
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx(suppress_warning=True)
+    if context is None or not runtime.exists() or not supported():
+        return lambda: True
+    instance, session_id = runtime.get_instance(), context.session_id
+    return lambda: instance.is_active_session(session_id)

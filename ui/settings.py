@@ -81,7 +81,7 @@ class Setting:
         unknown ones); else `None`."""
         if self.widget == "multiselect" and isinstance(value, list):
             kept = [item for item in value if _among(item, self.options())]
-            return kept or None
+            return kept if kept or not value else None  # cleared by the visitor: kept empty
         return value if self.allows(value) else None
 
     def allows(self, value: Any) -> bool:

@@ -9,7 +9,7 @@ zip download and removed when the session starts another job of the same kind
 or ends (the job object is then dropped with the session's state).
 
 A job whose browser tab has been closed for `CNNVIZ_MAX_UNWATCHED_SECONDS`
-stops by itself (the training's own stop condition, fed by `session_connected`),
+stops by itself (the training's own stop condition, fed by `runtime.session_connected`),
 so a hosted demo's CPU never goes to a run nobody watches.
 """
 
@@ -32,6 +32,7 @@ from typing import Any
 import cnnviz
 from cnnviz import limits, runs
 from cnnviz.events import BatchEnd, EpochEnd, TrainBegin, VariantBegin, VariantEnd
+from ui import runtime
 
 
 def zip_folder(folder: str | os.PathLike) -> bytes:
@@ -55,21 +56,6 @@ def model_bytes(model) -> bytes:
             return file.read()
     finally:
         os.unlink(path)
-
-
-def session_connected() -> Callable[[], bool]:
-    """A check, callable from any thread, that the browser session running this script is still connected.
-
-    Always true outside a Streamlit server (AppTest, a plain script).
-    """
-    from streamlit import runtime
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    context = get_script_run_ctx(suppress_warning=True)
-    if context is None or not runtime.exists():
-        return lambda: True
-    instance, session_id = runtime.get_instance(), context.session_id
-    return lambda: instance.is_active_session(session_id)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -115,7 +101,7 @@ class BackgroundJob:
             shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def start(self, name: str = "cnnviz-job") -> None:
-        self.watched = session_connected()  # here, on the script's thread, which knows its session
+        self.watched = runtime.session_connected()  # here, on the script's thread, which knows its session
         self.thread = threading.Thread(target=self._run, daemon=True, name=name)
         self.thread.start()
 

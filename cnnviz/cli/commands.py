@@ -121,7 +121,14 @@ def _train_and_save(args, stop: threading.Event) -> int:
     )
     if data.report is not None and data.report.skipped:
         print(f"cnnviz: {data.report.summary()}", file=sys.stderr)
-    request = runs.TrainRequest(data, args.data, args.preset, dict(args.overrides), config)
+    request = runs.TrainRequest(
+        data,
+        args.data,
+        args.preset,
+        dict(args.overrides),
+        config,
+        data_options={"num_samples": args.num_samples},
+    )
     bar, on_event = _epoch_bar(config)
     try:
         # Every finished epoch replaces --out atomically: a killed run leaves the last one loadable.
@@ -274,7 +281,7 @@ def _command_explain(args) -> int:
     if images:
         out.mkdir(parents=True, exist_ok=True)
         probabilities = cnnviz.predict_probabilities(model, images)
-        heatmaps = cnnviz.explain(
+        heatmaps = cnnviz.explain_each(
             model, images, method=args.method, class_index=class_index, layer=args.layer
         )
         paths = _overlay_paths(out, names, args.method)
@@ -306,17 +313,20 @@ def _command_compare(args) -> int:
     if args.figure is not None and not args.figure.endswith(".png"):
         raise UsageError(f"--figure {args.figure}: give a file name ending in .png")
     settings = given_fields(args, TrainConfig)
-    time_budget = settings.pop("time_budget", 30.0)
+    # Seconds per variant: 30 unless given; epochs given without a budget run those epochs.
+    time_budget = settings.pop("time_budget", None if "epochs" in settings else 30.0)
     train_config = TrainConfig(**settings)
     data = _load_data(
         args.data, image_size=args.image_size, seed=train_config.seed, num_samples=args.num_samples
     )
     model_config = fit_design(args.preset, data.image_shape, data.num_classes, **dict(args.overrides))
 
+    length = f"{time_budget:g} s" if time_budget else f"{train_config.epochs} epochs"
+
     def on_event(event):
         if isinstance(event, VariantBegin):
             print(
-                f"cnnviz: [{event.index + 1}/{event.total}] {event.variant} ({time_budget:g} s)...",
+                f"cnnviz: [{event.index + 1}/{event.total}] {event.variant} ({length})...",
                 file=sys.stderr,
                 flush=True,
             )

@@ -99,8 +99,7 @@ class TrainConfig:
             raise ConfigError(f"time_budget must be a positive number of seconds, got {self.time_budget!r}.")
         if self.epochs is None and self.time_budget is None:
             raise ConfigError("epochs=None runs until the time budget is spent; give a time_budget too.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be a whole number, got {self.seed!r}.")
+        _check_whole("seed", self.seed, 0, 2**32 - 1)
         for name in ("validation_split", "rotate", "zoom", "translate", "contrast"):
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < 1:

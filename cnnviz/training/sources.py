@@ -56,9 +56,9 @@ class DataSource:
         dataset = self.batches(split, batch_size, shuffle=shuffle, seed=seed)
         dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
         if augmentation is not None:
-            dataset = dataset.map(
-                lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
-            )
+            # One batch at a time: the random layers draw from their seed generators in batch order, so a
+            # seed gives the same augmented batches every run (in parallel, the draws land on batches in any order).
+            dataset = dataset.map(lambda x, y: (augmentation(x, training=True), y))
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     def accuracy(self, model, split: str = "validation", batch_size: int = 256) -> float:
