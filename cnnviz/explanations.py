@@ -102,6 +102,11 @@ def class_activation_maps(
         )
         if len(activations.shape) != 4:
             raise ConfigError(f"layer {layer!r} has no spatial map (output shape {activations.shape}).")
+        if gradients is None:  # e.g. the rescaled input: Keras gives no gradient of the scores at it
+            raise ConfigError(
+                f"the class scores give no gradient at layer {layer!r}; choose a later layer "
+                f"(the default is {default_cam_layer(model)!r}) or Score-CAM."
+            )
         activations, gradients = np.asarray(activations, np.float32), np.asarray(gradients, np.float32)
         maps.append(np.maximum(combine(activations, gradients), 0).astype(np.float32))
     return np.concatenate(maps) if maps else np.zeros((0, 1, 1), np.float32)

@@ -73,7 +73,10 @@ cells = selected_cells(event.selection.points if event else [], names)
 if cells:
     true_class, predicted_class = cells[0]
     in_cell = evaluation.cell_indices(true_class, predicted_class)
-    st.subheader(f"True {names[true_class]}, predicted {names[predicted_class]}: {len(in_cell)} images")
+    st.subheader(
+        f"True {names[true_class]}, predicted {names[predicted_class]}: "
+        f"{len(in_cell)} image{'' if len(in_cell) == 1 else 's'}"
+    )
     if len(in_cell) == 0:
         st.info("No images in this cell.")
     else:

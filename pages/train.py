@@ -45,6 +45,7 @@ st.caption(f"Data: **{data.summary()}** (change it on the Data page).")
 with st.form("train.form"):
     chosen = settings.draw_in_columns(settings.group("train"), st.columns(3))
     submitted = st.form_submit_button("Train", type="primary", disabled=running)
+    st.caption("The settings take effect, and go into the page's link, when you press Train.")
 
 if submitted and not running:
     try:

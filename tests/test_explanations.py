@@ -273,6 +273,7 @@ def test_sequential_models_work_for_every_method():
         (lambda m, x: cnnviz.explain(m, x, class_index=7), "class_index must be in 0..2"),
         (lambda m, x: cnnviz.explain(m, x, method="occlusion", patch_size=99), "patch_size must be"),
         (lambda m, x: cnnviz.explain(m, x, method="saliency", samples=3), "saliency does not take samples"),
+        (lambda m, x: cnnviz.explain(m, x, layer="rescale"), "give no gradient at layer 'rescale'"),
         (lambda m, x: render.overlay(x[0], np.ones((4, 4)), colormap="nope"), "unknown colormap"),
     ],
 )
