@@ -30,6 +30,7 @@ import contextlib
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,10 @@ def _fit(
     fit_context = distributed_fit(model) if strategy is not None else contextlib.nullcontext()
     start = time.perf_counter()
     epochs, steps_per_epoch = length
-    with fit_context:
+    with fit_context, warnings.catch_warnings():
+        # A streamed validation split's length is unknown (unreadable files are skipped): Keras warns each
+        # time its pass ends, and that end is expected.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
         model.fit(
             train_data,
             validation_data=val_data,
