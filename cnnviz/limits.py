@@ -19,6 +19,14 @@ _DEFAULTS = {
     "CNNVIZ_MAX_DATASET_FILES": 100_000,
     # Most files a folder streamed from disk may hold (only names are kept in memory).
     "CNNVIZ_MAX_STREAM_FILES": 10_000_000,
+    # Most bytes a model file may hold or unpack to (the sizes its zip declares and the bytes actually read).
+    "CNNVIZ_MAX_MODEL_BYTES": 300 * 1024**2,
+    # Most parameters (weights) a model file may ask for, counted from its config before any allocation.
+    "CNNVIZ_MAX_MODEL_PARAMS": 60_000_000,
+    # Longest side, in pixels, at which a model that takes any input size reads an image (larger ones are scaled down).
+    "CNNVIZ_MAX_INPUT_SIDE": 512,
+    # Most studio sessions served at once; a visitor past it sees "busy, try again in a minute".
+    "CNNVIZ_MAX_SESSIONS": 40,
     # Most classes in one dataset.
     "CNNVIZ_MAX_CLASSES": 1000,
     # Most epochs one training run in the studio may ask for (its slider's end).
@@ -89,3 +97,19 @@ def max_time_budget() -> int:
 
 def max_unwatched_seconds() -> int:
     return get_limit("CNNVIZ_MAX_UNWATCHED_SECONDS")
+
+
+def max_model_bytes() -> int:
+    return get_limit("CNNVIZ_MAX_MODEL_BYTES")
+
+
+def max_model_params() -> int:
+    return get_limit("CNNVIZ_MAX_MODEL_PARAMS")
+
+
+def max_input_side() -> int:
+    return get_limit("CNNVIZ_MAX_INPUT_SIDE")
+
+
+def max_sessions() -> int:
+    return get_limit("CNNVIZ_MAX_SESSIONS")

@@ -201,8 +201,99 @@ def _write(path: Path, data: bytes) -> Path:
 # --- model files --------------------------------------------------------------
 
 
+SHAPES_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes.keras"
+
+
+def _entries(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _rezip(path: Path, entries: dict[str, bytes], padding: tuple[str, int] | None = None) -> Path:
+    """Writes `entries` as a .keras zip; `padding` (entry, n) appends n zero bytes to that entry, streamed."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            if padding and padding[0] == name:
+                with archive.open(name, "w", force_zip64=padding[1] >= 1 << 31) as entry:
+                    entry.write(data)
+                    block = b"\0" * (1 << 20)
+                    for _ in range(padding[1] >> 20):
+                        entry.write(block)
+            else:
+                archive.writestr(name, data)
+    return path
+
+
+def _patch_declared_size(path: Path, name: str, size: int) -> Path:
+    """Makes the zip declare `size` bytes for `name` (local and central headers) without changing its data."""
+    data = bytearray(path.read_bytes())
+    encoded = name.encode()
+    # (signature, offset of the uncompressed size, of the name's length, of the name) in local and central headers
+    for signature, size_at, length_at, name_at in ((b"PK\x03\x04", 22, 26, 30), (b"PK\x01\x02", 24, 28, 46)):
+        start = 0
+        while (start := data.find(signature, start)) != -1:
+            (length,) = struct.unpack_from("<H", data, start + length_at)
+            if data[start + name_at : start + name_at + length] == encoded:
+                struct.pack_into("<I", data, start + size_at, size)
+            start += 4
+    path.write_bytes(bytes(data))
+    return path
+
+
+def weights_bomb(path: Path, inflated_bytes: int) -> Path:
+    """The shapes model whose weights entry inflates to `inflated_bytes` (zeros after the real weights)."""
+    return _rezip(path, _entries(SHAPES_MODEL), padding=("model.weights.h5", inflated_bytes))
+
+
+def many_parameters(path: Path, filters: int = 2_000_000_000) -> Path:
+    """The shapes model whose config asks for `filters` filters in its first convolution (weights unchanged)."""
+    entries = _entries(SHAPES_MODEL)
+    config = json.loads(entries["config.json"])
+
+    def first_conv(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "Conv2D":
+                return node
+            node = list(node.values())
+        if isinstance(node, list):
+            for child in node:
+                if found := first_conv(child):
+                    return found
+        return None
+
+    first_conv(config)["config"]["filters"] = filters
+    entries["config.json"] = json.dumps(config).encode()
+    return _rezip(path, entries)
+
+
+def sparse_weights(path: Path, declared_values: int = 2_000_000_000) -> Path:
+    """The shapes model with a weights array that declares `declared_values` floats but stores none."""
+    import h5py
+
+    entries = _entries(SHAPES_MODEL)
+    buffer = io.BytesIO(entries["model.weights.h5"])
+    with h5py.File(buffer, "a") as weights:
+        weights.create_dataset("layers/huge/vars/0", shape=(declared_values,), dtype="float32")
+    entries["model.weights.h5"] = buffer.getvalue()
+    return _rezip(path, entries)
+
+
+def legacy_h5(path: Path) -> Path:
+    """A real HDF5 file, as Keras 2 saved models (`model.save('m.h5')`)."""
+    import h5py
+
+    with h5py.File(path, "w") as file:
+        file.attrs["keras_version"] = "2.15.0"
+        file.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"layers": []}})
+    return path
+
+
 def bad_models(folder: Path) -> list[tuple[str, Path, str]]:
-    """Model files that must be refused with a clear message (no code from them runs)."""
+    """Model files that must be refused with a clear message (no code from them runs, memory stays bounded).
+
+    The size cases are scaled to run in the suite: they assume `CNNVIZ_MAX_MODEL_BYTES` of 8 MB
+    (`MODEL_BYTES_FOR_TESTS`); bench/model_files.py runs them at full size against the defaults.
+    """
     import pickle
 
     import keras
@@ -212,12 +303,36 @@ def bad_models(folder: Path) -> list[tuple[str, Path, str]]:
     lambda_model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
     lambda_path = folder / "lambda.keras"
     lambda_model.save(lambda_path)
+    shapes = _entries(SHAPES_MODEL)
     return [
         ("lambda.keras", lambda_path, "safe"),
         ("pickle.keras", _write(folder / "pickle.keras", pickle.dumps({"evil": "payload"})), "not a Keras 3"),
         ("text.keras", _write(folder / "text.keras", b"hello, I am text"), "not a Keras 3"),
         ("random.h5", _write(folder / "random.h5", np.random.default_rng(3).bytes(2048)), ".keras"),
+        ("legacy.h5", legacy_h5(folder / "legacy.h5"), "Re-save it as .keras"),
+        ("weights_bomb.keras", weights_bomb(folder / "weights_bomb.keras", 64 << 20), "unpacks to"),
+        (
+            "declares_too_little.keras",
+            _patch_declared_size(
+                weights_bomb(folder / "declares_too_little.keras", 64 << 20), "model.weights.h5", 1000
+            ),
+            "damaged",
+        ),
+        (
+            "declares_huge_config.keras",
+            _patch_declared_size(_rezip(folder / "huge_config.keras", shapes), "config.json", 4_000_000_000),
+            "unpacks to",
+        ),
+        (
+            "two_billion_filters.keras",
+            many_parameters(folder / "filters.keras"),
+            "parameters, over the limit",
+        ),
+        ("sparse_weights.keras", sparse_weights(folder / "sparse.keras"), "weights declare"),
     ]
+
+
+MODEL_BYTES_FOR_TESTS = str(8 << 20)
 
 
 # --- the counts for docs/RELIABILITY.md ------------------------------------------

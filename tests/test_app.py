@@ -663,3 +663,22 @@ def test_comparing_with_every_variant_cleared_asks_for_one_and_starts_nothing():
     assert not app.exception
     assert any("Choose at least one variant" in error.value for error in app.error)
     assert _studio(app).comparison_job is None
+
+
+def test_hostile_model_files_uploaded_in_the_studio_get_the_loaders_message_and_a_good_one_predicts(
+    tmp_path, monkeypatch
+):
+    from . import hostile
+
+    monkeypatch.setenv("CNNVIZ_MAX_MODEL_BYTES", hostile.MODEL_BYTES_FOR_TESTS)
+    app = _open(model="Upload a .keras model")
+    for name, path, message in hostile.bad_models(tmp_path / "models"):
+        app.file_uploader(key="model.upload").set_value((name, path.read_bytes(), "application/zip")).run()
+        assert not app.exception, name
+        assert any(message in error.value for error in app.sidebar.error), name
+    good = ROOT / "assets" / "models" / "shapes.keras"
+    app.file_uploader(key="model.upload").set_value(
+        ("mine.keras", good.read_bytes(), "application/zip")
+    ).run()
+    assert not app.exception and not app.sidebar.error
+    assert app.metric[0].value in ("circle", "square", "triangle", "star")

@@ -103,7 +103,10 @@ def test_good_zips_load(tmp_path):
         assert data.class_names == ("cats", "dogs"), name
 
 
-def test_bad_model_files_are_refused_and_run_no_code(tmp_path, capsys):
+def test_bad_model_files_are_refused_in_one_line_with_no_code_run_and_nothing_allocated(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("CNNVIZ_MAX_MODEL_BYTES", hostile.MODEL_BYTES_FOR_TESTS)
     for name, path, message in hostile.bad_models(tmp_path / "models"):
         with pytest.raises(cnnviz.ModelFileError) as error:
             cnnviz.load_model(path)
@@ -193,3 +196,51 @@ def test_training_killed_at_random_moments_always_leaves_a_loadable_model(tmp_pa
         classes_seen.add(len(cnnviz.class_names_of(model)))
         assert model.output_shape[-1] in (4, 10)
     assert 10 in classes_seen  # at least one kill came after a finished epoch had been saved
+
+
+@pytest.mark.parametrize("preset", list(cnnviz.PRESETS))
+def test_the_parameter_count_read_from_a_config_equals_the_built_models(preset, tmp_path):
+    from cnnviz.saving import _config_parameter_count
+
+    config = cnnviz.preset_config(preset, (64, 64, 3), 4)
+    if isinstance(config, cnnviz.TransferConfig):
+        config = config.replace(backbone_weights=None)
+    model = cnnviz.build_model(config)
+    path = cnnviz.save_model(model, tmp_path / "model.keras")
+    with __import__("zipfile").ZipFile(path) as archive:
+        assert _config_parameter_count(json.loads(archive.read("config.json"))) == model.count_params()
+    assert cnnviz.load_model(path).count_params() == model.count_params()
+
+
+def test_a_model_over_the_parameter_limit_is_refused_with_nothing_allocated_then_or_later(tmp_path):
+    """2 billion filters (24 GB) in a fresh process: refused, and the deferred variables never allocate later."""
+    path = hostile.many_parameters(tmp_path / "filters.keras")
+    from .conftest import run_in_a_fresh_python
+
+    run_in_a_fresh_python(
+        f"""
+import resource, keras, cnnviz
+try:
+    cnnviz.load_model({str(path)!r})
+except cnnviz.ModelFileError as error:
+    assert "parameters, over the limit" in str(error), error
+else:
+    raise AssertionError("loaded")
+with keras.StatelessScope():  # would initialize any variable left on Keras' list
+    pass
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+assert peak < 1500, peak
+"""
+    )
+
+
+def test_the_model_limits_are_configurable(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNVIZ_MAX_MODEL_PARAMS", "1000")
+    with pytest.raises(cnnviz.ModelFileError, match=r"98,676 parameters, over the limit of 1,000"):
+        cnnviz.load_model(SHAPES_MODEL)
+    monkeypatch.delenv("CNNVIZ_MAX_MODEL_PARAMS")
+    monkeypatch.setenv("CNNVIZ_MAX_MODEL_BYTES", "100000")
+    with pytest.raises(cnnviz.ModelFileError, match=r"CNNVIZ_MAX_MODEL_BYTES"):
+        cnnviz.load_model(SHAPES_MODEL)
+    monkeypatch.delenv("CNNVIZ_MAX_MODEL_BYTES")
+    assert cnnviz.load_model(SHAPES_MODEL).count_params() == 98676

@@ -152,7 +152,7 @@ def _load_uploaded(data: bytes):
 
 
 def _upload_choice() -> ModelChoice | None:
-    upload = st.sidebar.file_uploader("Your model (.keras)", type=["keras"], key="model.upload")
+    upload = st.sidebar.file_uploader("Your model (.keras)", type=["keras", "h5"], key="model.upload")
     if upload is None:
         return None
     data = upload.getvalue()
