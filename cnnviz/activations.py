@@ -50,6 +50,8 @@ def _maximize(model, layer: str | None, units: list[int], steps: int, learning_r
 
     tap = probe(model, (layer,) if layer else ())
     height, width, channels = tap.input_shape
+    # A model that takes any size: draw its features on a 128-pixel square.
+    height, width = height or 128, width or 128
     units_tensor = tf.constant(units, dtype=tf.int32)
     rng = np.random.default_rng(seed)
     start = 128.0 + rng.normal(0, 8.0, (len(units), height, width, channels))

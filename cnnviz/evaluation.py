@@ -13,14 +13,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cnnviz.errors import ConfigError
-from cnnviz.images import prepare_batch
-
-
-def _model_input_shape(model) -> tuple[int, int, int]:
-    shape = tuple(model.input_shape[1:])
-    if len(shape) != 3 or any(side is None for side in shape):
-        raise ConfigError(f"the model's input shape {shape} is not a fixed (height, width, channels).")
-    return tuple(int(side) for side in shape)
+from cnnviz.images import by_reading_size, image_sizes, prepare_batch, reading_size
+from cnnviz.introspect import input_shape_of
 
 
 def predict_probabilities(model, images, batch_size: int = 256) -> NDArray[np.float32]:
@@ -29,27 +23,31 @@ def predict_probabilities(model, images, batch_size: int = 256) -> NDArray[np.fl
     Args:
         model: a Keras classifier taking 0..255 images.
         images: one image, a list of images, or an `(N, H, W, C)` batch (uint8
-            or 0..255 floats); sizes and channels are adapted to the model.
+            or 0..255 floats); sizes and channels are adapted to the model. A
+            model that takes any size reads each image at `reading_size`.
         batch_size: int, images per forward pass. Defaults to `256`.
 
     Returns:
         float32 array `(N, num_classes)`, rows summing to 1.
     """
-    shape = _model_input_shape(model)
-    if isinstance(images, np.ndarray) and images.ndim == 4 and tuple(images.shape[1:]) == shape:
-        batch = images
-    else:
-        batch = prepare_batch(images, shape)
-    outputs = []
-    for start in range(0, len(batch), batch_size):
-        chunk = np.asarray(batch[start : start + batch_size], dtype=np.float32)
-        outputs.append(np.asarray(model(chunk, training=False), dtype=np.float32))
-    if not outputs:
-        return np.zeros((0, int(model.output_shape[-1])), dtype=np.float32)
-    probabilities = np.concatenate(outputs)
+    input_shape = input_shape_of(model)
+    if isinstance(images, np.ndarray) and images.ndim in (2, 3):
+        images = [images]
+    count = len(images)
+    probabilities = np.zeros((count, int(model.output_shape[-1])), dtype=np.float32)
+    for size, members in by_reading_size(input_shape, images).items():
+        shape = (*size, input_shape[2])
+        if isinstance(images, np.ndarray) and images.ndim == 4 and tuple(images.shape[1:]) == shape:
+            batch = images
+        else:
+            batch = prepare_batch([images[index] for index in members], shape)
+        for start in range(0, len(batch), batch_size):
+            chunk = np.asarray(batch[start : start + batch_size], dtype=np.float32)
+            rows = members[start : start + batch_size]
+            probabilities[rows] = np.asarray(model(chunk, training=False), dtype=np.float32)
     # A model that ends in logits (no softmax) still gets probabilities.
     sums = probabilities.sum(axis=1)
-    if probabilities.min(initial=0) < 0 or not np.allclose(sums, 1.0, atol=1e-3):
+    if count and (probabilities.min(initial=0) < 0 or not np.allclose(sums, 1.0, atol=1e-3)):
         shifted = probabilities - probabilities.max(axis=1, keepdims=True)
         probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
     return probabilities.astype(np.float32)
@@ -67,19 +65,30 @@ def predict(
         class_names: optional names; defaults to those saved with the model.
 
     Returns:
-        One dict per image: `{"class", "probability", "top_k": [{"class", "probability"}, ...]}`.
+        One dict per image: `{"class", "probability", "top_k": [{"class", "probability"}, ...],
+        "input_size": [height, width]}`, the last the size the model read the image at (its own input
+        size, or the image's for a model that takes any size, see `cnnviz.images.reading_size`).
     """
     from cnnviz.saving import class_names_of
 
     names = class_names or class_names_of(model)
     probabilities = predict_probabilities(model, images)
     top_k = max(1, min(int(top_k), probabilities.shape[1]))
+    input_shape = input_shape_of(model)
+    sizes = image_sizes(
+        images if not (isinstance(images, np.ndarray) and images.ndim in (2, 3)) else [images]
+    )
     results = []
-    for row in probabilities:
+    for row, size in zip(probabilities, sizes):
         order = np.argsort(-row)[:top_k]
         ranked = [{"class": names[index], "probability": float(row[index])} for index in order]
         results.append(
-            {"class": ranked[0]["class"], "probability": ranked[0]["probability"], "top_k": ranked}
+            {
+                "class": ranked[0]["class"],
+                "probability": ranked[0]["probability"],
+                "top_k": ranked,
+                "input_size": list(reading_size(input_shape, size)),
+            }
         )
     return results
 

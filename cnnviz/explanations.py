@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from cnnviz import introspect
 from cnnviz.errors import ConfigError
+from cnnviz.images import by_reading_size, image_sizes, reading_size
 from cnnviz.introspect import default_cam_layer, list_layers
 from cnnviz.render import normalize_maps, overlay, resize_maps
 
@@ -133,7 +134,7 @@ def score_cam(
     """
     layer = layer or default_cam_layer(model)
     probe, batch, indices = _prepare(model, images, class_index, (layer,))
-    height, width = probe.input_shape[:2]
+    height, width = batch.shape[1:3]
     results = []
     for image, index in zip(batch, indices):
         activations, scores = probe.forward(image[None])
@@ -284,7 +285,7 @@ def occlusion_map(
         drop over the patches covering each pixel (negative = covering helps).
     """
     probe, batch, indices = _prepare(model, images, class_index, ())
-    height, width = probe.input_shape[:2]
+    height, width = batch.shape[1:3]
     patch_size, stride = int(patch_size), int(stride)
     if not 1 <= patch_size <= min(height, width) or stride < 1:
         raise ConfigError(
@@ -412,16 +413,8 @@ METHODS: dict[str, Method] = {
 }
 
 
-def _sizes(images) -> list[tuple[int, int]]:
-    if isinstance(images, np.ndarray):
-        if images.ndim == 4:
-            return [tuple(images.shape[1:3])] * len(images)
-        return [tuple(images.shape[:2])]
-    return [tuple(np.asarray(image).shape[:2]) for image in images]
-
-
-def _model_sized_maps(model, images, method, class_index, layer, options) -> NDArray[np.float32]:
-    """The method's maps, normalized to [0, 1] at the model's input size."""
+def _read_sized_maps(model, images, method, class_index, layer, options) -> NDArray[np.float32]:
+    """The method's maps, normalized to [0, 1] at the size the model reads the images at."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     unknown = sorted(set(options) - set(METHODS[method].options))
@@ -429,7 +422,8 @@ def _model_sized_maps(model, images, method, class_index, layer, options) -> NDA
         takes = ", ".join(METHODS[method].options) or "no options"
         raise ConfigError(f"{method} does not take {', '.join(unknown)}; it takes {takes}.")
     maps = METHODS[method].compute(model, images, class_index, layer, **options)
-    input_size = introspect.input_shape_of(model)[:2]
+    sizes = image_sizes(images)
+    input_size = reading_size(introspect.input_shape_of(model), sizes[0]) if sizes else maps.shape[1:]
     return normalize_maps(resize_maps(maps, input_size))
 
 
@@ -471,12 +465,12 @@ def explain(
     >>> heatmaps.shape, heatmaps.max()
     ((1, 64, 64), 1.0)
     """
-    sizes = _sizes(images)
+    sizes = image_sizes(images)
     if len(set(sizes)) > 1:
         raise ConfigError(
             "the images have different sizes; use cnnviz.explain_each for one heatmap per image."
         )
-    maps = _model_sized_maps(model, images, method, class_index, layer, options)
+    maps = _read_sized_maps(model, images, method, class_index, layer, options)
     if not sizes or sizes[0] == maps.shape[1:]:
         return maps
     return normalize_maps(resize_maps(maps, sizes[0]))
@@ -490,6 +484,20 @@ def explain_each(
     layer: str | None = None,
     **options: Any,
 ) -> list[NDArray[np.float32]]:
-    """Like `explain`, for images of any sizes: a list of `(H, W)` heatmaps, each at its image's size."""
-    maps = _model_sized_maps(model, images, method, class_index, layer, options)
-    return [normalize_maps(resize_maps(single[None], size))[0] for single, size in zip(maps, _sizes(images))]
+    """Like `explain`, for images of any sizes: a list of `(H, W)` heatmaps, each at its image's size.
+
+    A model that takes any size reads each group of same-sized images at its own size.
+    """
+    if isinstance(images, np.ndarray) and images.ndim in (2, 3):
+        images = [images]
+    images = list(images)
+    sizes = image_sizes(images)
+    heatmaps: list = [None] * len(images)
+    for members in by_reading_size(introspect.input_shape_of(model), images).values():
+        chosen = class_index
+        if class_index is not None and np.ndim(class_index) > 0:
+            chosen = [class_index[index] for index in members]
+        maps = _read_sized_maps(model, [images[index] for index in members], method, chosen, layer, options)
+        for index, single in zip(members, maps):
+            heatmaps[index] = normalize_maps(resize_maps(single[None], sizes[index]))[0]
+    return heatmaps

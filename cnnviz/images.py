@@ -214,18 +214,83 @@ def resize_image(
     return result
 
 
+#: The shortest side at which a model that takes any size reads an image (smaller ones are scaled up):
+#: below it, a few poolings leave nothing to classify.
+MIN_INPUT_SIDE = 32
+
+
+def reading_size(input_shape: tuple, image_size: tuple[int, int]) -> tuple[int, int]:
+    """The `(height, width)` at which a model reads an image of `image_size`.
+
+    A model's fixed sides are used as they are. A side the model leaves open
+    (`None`, as in a fully convolutional model) follows the image, scaled
+    (keeping the aspect ratio) so the longest side is at most
+    `CNNVIZ_MAX_INPUT_SIDE`; each side is then at least `MIN_INPUT_SIDE`
+    (only a strip thinner than that changes its aspect ratio).
+
+    Args:
+        input_shape: the model's `(height, width, channels)`; sides may be None.
+        image_size: the image's `(height, width)`.
+    """
+    height, width = input_shape[:2]
+    if height is not None and width is not None:
+        return int(height), int(width)
+    longest = limits.max_input_side()
+    scale = min(1.0, longest / max(image_size))
+    # Each side clamped to MIN_INPUT_SIDE..longest: only an extreme strip's aspect ratio changes.
+    scaled = tuple(min(longest, max(MIN_INPUT_SIDE, round(side * scale))) for side in image_size)
+    return (
+        int(height) if height is not None else scaled[0],
+        int(width) if width is not None else scaled[1],
+    )
+
+
+def takes_any_size(input_shape: tuple) -> bool:
+    """Whether a model with this `(height, width, channels)` input leaves a side open."""
+    return input_shape[0] is None or input_shape[1] is None
+
+
+def any_size_note() -> str:
+    """The sentence the CLI and the studio show for a model that takes any size."""
+    return (
+        f"This model takes any input size: each image is read at its own size, scaled to at most "
+        f"{limits.max_input_side()} px on its longest side (CNNVIZ_MAX_INPUT_SIDE) and at least "
+        f"{MIN_INPUT_SIDE} px on each."
+    )
+
+
+def image_sizes(images) -> list[tuple[int, int]]:
+    """The `(height, width)` of each image in one image, a list or an `(N, H, W, C)` batch."""
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            return [tuple(images.shape[1:3])] * len(images)
+        return [tuple(images.shape[:2])]
+    return [tuple(np.asarray(image).shape[:2]) for image in images]
+
+
+def by_reading_size(input_shape: tuple, images) -> dict[tuple[int, int], list[int]]:
+    """The images' indices grouped by the size the model reads them at (one group for a fixed-size model)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, size in enumerate(image_sizes(images)):
+        groups.setdefault(reading_size(input_shape, size), []).append(index)
+    return groups
+
+
 def prepare_batch(images: NDArray | list[NDArray], input_shape: tuple[int, int, int]) -> NDArray[np.uint8]:
     """Turns one image, a list of images or a batch into a model-ready uint8 batch.
 
     Args:
         images: one `(H, W)` / `(H, W, C)` image, a list of such images of any
             sizes, or an `(N, H, W, C)` batch.
-        input_shape: the model's `(height, width, channels)`.
+        input_shape: the `(height, width, channels)` to read them at (a model's
+            own, or one of `by_reading_size`'s for a model that takes any size).
 
     Returns:
         uint8 array `(N, height, width, channels)`.
     """
     height, width, channels = input_shape
+    if height is None or width is None:
+        raise ValueError(f"prepare_batch needs a fixed size, got {input_shape}; see by_reading_size.")
     if isinstance(images, np.ndarray) and images.ndim == 4:
         if images.shape[1:] == (height, width, channels) and images.dtype == np.uint8:
             return images

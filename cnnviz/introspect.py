@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cnnviz.errors import ConfigError
-from cnnviz.images import prepare_batch
+from cnnviz.images import by_reading_size, image_sizes, prepare_batch
 
 CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose")
 # Layers that keep the conv's map as it is: the default CAM layer moves past them.
@@ -108,7 +108,8 @@ def _walk_layers(model) -> list[LayerInfo]:
                 walk(as_functional(layer), f"{name}/")
                 continue
             shape = _output_shape(layer)
-            has_map = len(shape) == 3 and None not in shape[:2] and shape[0] * shape[1] > 1
+            # An open side (a model that takes any size) is a map whose size follows the image.
+            has_map = len(shape) == 3 and (None in shape[:2] or shape[0] * shape[1] > 1)
             found.append(
                 LayerInfo(
                     name=name,
@@ -247,7 +248,10 @@ class Probe:
         import tensorflow as tf
 
         self.tap_model = build_tap_model(model, paths, with_logits=True)
-        self.input_shape = tuple(int(side) for side in self.tap_model.input.shape[1:])
+        # None for a side the model leaves open: the compiled functions then take any size.
+        self.input_shape = tuple(
+            None if side is None else int(side) for side in self.tap_model.input.shape[1:]
+        )
         self.num_taps = len(paths)
         image_spec = tf.TensorSpec((None, *self.input_shape), tf.float32)
         index_spec = tf.TensorSpec((None,), tf.int32)
@@ -311,17 +315,29 @@ def input_shape_of(model) -> tuple:
 
 
 def model_batch(model, images) -> tuple[NDArray[np.float32], list[tuple[int, int]] | None]:
-    """The model-sized float batch and the original sizes (None when equal)."""
+    """The float batch the model reads and the images' own sizes (None when equal to the batch's).
+
+    A model that takes any size reads the images at `reading_size`; they must
+    all map to the same size (group them with `by_reading_size` otherwise).
+    """
     input_shape = input_shape_of(model)
     if len(input_shape) != 3:
         raise ConfigError(f"the model's input shape {input_shape} is not (height, width, channels).")
-    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1:] == input_shape:
-        return images.astype(np.float32, copy=False), None
     if isinstance(images, np.ndarray) and images.ndim in (2, 3):
         images = [images]
-    sizes = [tuple(np.asarray(image).shape[:2]) for image in images]
-    batch = prepare_batch(list(images), input_shape).astype(np.float32)
-    if all(size == input_shape[:2] for size in sizes):
+    groups = by_reading_size(input_shape, images)
+    if len(groups) > 1:
+        raise ConfigError(
+            "this model takes any size and the images have different sizes; pass them one at a time "
+            "(cnnviz.explain_each does)."
+        )
+    size = next(iter(groups), input_shape[:2])
+    shape = (*size, input_shape[2])
+    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1:] == shape:
+        return images.astype(np.float32, copy=False), None
+    sizes = image_sizes(images)
+    batch = prepare_batch(list(images), shape).astype(np.float32)
+    if all(own == size for own in sizes):
         return batch, None
     return batch, sizes
 

@@ -241,7 +241,12 @@ def evaluation_data(model, data, *, seed: int | None = None, load: Callable[...,
     if load is None:
         from cnnviz.data import load_dataset as load
     if isinstance(data, str):
-        size = tuple(int(side) for side in model.input_shape[1:3])
+        # A model that takes any size reads the data at its own (or the loader's default) size.
+        size = (
+            tuple(int(side) for side in model.input_shape[1:3])
+            if None not in model.input_shape[1:3]
+            else None
+        )
         trained_on = get_metadata(model).get("training", {})
         split_seed = split_seed_of(model) if seed is None else seed
         if _same_source(data, trained_on):

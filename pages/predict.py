@@ -4,6 +4,7 @@ import streamlit as st
 
 import cnnviz
 from cnnviz import plotting
+from cnnviz.images import any_size_note, takes_any_size
 from ui import compute, runtime
 from ui.models import require_model
 from ui.widgets import image_picker, method_layer
@@ -56,6 +57,9 @@ def predict_panel(choice) -> None:
     )
     right.metric("Prediction", prediction["class"], f"{prediction['probability']:.1%} sure")
     right.plotly_chart(plotting.probability_figure(prediction["top_k"]), key="predict.chart")
+    if takes_any_size(choice.input_shape):
+        height, width = prediction["input_size"]
+        st.caption(f"Read at {height}x{width} px. {any_size_note()}")
 
 
 predict_panel(choice)

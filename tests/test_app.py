@@ -682,3 +682,24 @@ def test_hostile_model_files_uploaded_in_the_studio_get_the_loaders_message_and_
     ).run()
     assert not app.exception and not app.sidebar.error
     assert app.metric[0].value in ("circle", "square", "triangle", "star")
+
+
+def test_a_model_that_takes_any_size_says_in_the_studio_which_size_it_read_the_image_at(tmp_path):
+    import io
+
+    from PIL import Image
+
+    import cnnviz
+
+    from .test_reliability import _any_size_model, _noise_image
+
+    path = cnnviz.save_model(_any_size_model(), tmp_path / "any.keras", ("a", "b", "c", "d"))
+    app = _open(model="Upload a .keras model")
+    app.file_uploader(key="model.upload").set_value(("any.keras", path.read_bytes(), "application/zip")).run()
+    assert any("input any size x 3" in caption.value for caption in app.sidebar.caption)
+    buffer = io.BytesIO()
+    Image.fromarray(_noise_image(300, 200)).save(buffer, format="PNG")
+    app.file_uploader(key="predict.upload").set_value(("photo.png", buffer.getvalue(), "image/png")).run()
+    assert not app.exception and not app.error
+    assert app.metric[0].value in ("a", "b", "c", "d")
+    assert any(caption.value.startswith("Read at 300x200 px.") for caption in app.caption)

@@ -82,7 +82,8 @@ def test_train_evaluate_predict_json_contract(capsys, tmp_path, image_folder):
     answer = _last_json(out)
     assert [item["file"] for item in answer["predictions"]] == [str(good)]
     assert len(answer["predictions"][0]["top_k"]) == 2
-    assert set(answer["predictions"][0]) == {"file", "class", "probability", "top_k"}
+    assert set(answer["predictions"][0]) == {"file", "class", "probability", "top_k", "input_size"}
+    assert answer["predictions"][0]["input_size"] == [16, 16]  # the trained model's own size
     assert answer["errors"][0]["file"] == str(bad) and "not an image" in answer["errors"][0]["error"]
     assert err.strip().count("\n") == 0 and "Traceback" not in err
 

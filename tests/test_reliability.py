@@ -244,3 +244,91 @@ def test_the_model_limits_are_configurable(tmp_path, monkeypatch):
         cnnviz.load_model(SHAPES_MODEL)
     monkeypatch.delenv("CNNVIZ_MAX_MODEL_BYTES")
     assert cnnviz.load_model(SHAPES_MODEL).count_params() == 98676
+
+
+def _any_size_model(input_shape=(None, None, 3)):
+    import keras
+
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(16, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(4, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _noise_image(height, width, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+
+
+def test_a_model_that_takes_any_size_predicts_each_image_at_its_own_size_up_to_the_stated_side(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CNNVIZ_MAX_INPUT_SIDE", "256")
+    path = cnnviz.save_model(_any_size_model(), tmp_path / "any.keras", ("a", "b", "c", "d"))
+    model = cnnviz.load_model(path)
+    images = [
+        _noise_image(120, 80),
+        _noise_image(1000, 750, 1),
+        _noise_image(10, 10, 2),
+        _noise_image(40, 900, 3),
+    ]
+    results = cnnviz.predict(model, images, top_k=4)
+    assert [result["input_size"] for result in results] == [[120, 80], [256, 192], [32, 32], [32, 256]]
+    # The probabilities are the model's own at that size (a hand call, no cnnviz resizing on the first image).
+    direct = np.asarray(model(images[0][None].astype("float32"), training=False))[0]
+    by_class = {entry["class"]: entry["probability"] for entry in results[0]["top_k"]}
+    np.testing.assert_allclose([by_class[name] for name in "abcd"], direct, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "scorecam", "saliency", "integrated_gradients", "occlusion"])
+def test_heatmaps_of_a_model_that_takes_any_size_equal_those_of_the_same_model_fixed_at_that_size(method):
+    any_size = _any_size_model()
+    fixed = _any_size_model((96, 72, 3))
+    fixed.set_weights(any_size.get_weights())
+    image = _noise_image(96, 72, 5)
+    options = {"patch_size": 16, "stride": 16} if method == "occlusion" else {}
+    ours = cnnviz.explain(any_size, image, method=method, **options)
+    reference = cnnviz.explain(fixed, image, method=method, **options)
+    assert ours.shape == (1, 96, 72)
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+    # Images of other sizes each get a map at their own size.
+    others = [_noise_image(50, 70, 6), image, _noise_image(300, 40, 7)]
+    assert [heatmap.shape for heatmap in cnnviz.explain_each(any_size, others, method=method, **options)] == [
+        (50, 70),
+        (96, 72),
+        (300, 40),
+    ]
+
+
+def test_the_cli_says_which_size_a_model_that_takes_any_size_read_the_image_at(tmp_path, capsys):
+    path = cnnviz.save_model(_any_size_model(), tmp_path / "any.keras", ("a", "b", "c", "d"))
+    image = tmp_path / "wide.png"
+    from PIL import Image
+
+    Image.fromarray(_noise_image(300, 1200)).save(image)
+    assert main(["predict", str(path), str(image)]) == 0
+    captured = capsys.readouterr()
+    assert "(read at 128x512)" in captured.out
+    assert "takes any input size" in captured.err and "CNNVIZ_MAX_INPUT_SIDE" in captured.err
+    assert main(["explain", str(path), str(image), "--out", str(tmp_path / "out"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"][0]
+    assert result["input_size"] == [128, 512]
+    from PIL import Image as PILImage
+
+    assert PILImage.open(result["heatmap_png"]).size == (1200, 300)
+
+
+def test_a_model_that_takes_any_size_is_evaluated_on_the_data_at_its_own_size():
+    from cnnviz import runs
+    from cnnviz.saving import set_metadata
+
+    data = cnnviz.load_dataset("shapes")
+    model = _any_size_model()
+    set_metadata(model, class_names=list(data.class_names))
+    result = runs.evaluate_saved(model, "shapes")
+    assert result.n == len(data.test)
+    expected = cnnviz.predict_probabilities(model, data.test.images).argmax(axis=1)
+    assert result.accuracy == pytest.approx(float(np.mean(expected == data.test.labels)))

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import streamlit as st
 
 import cnnviz
+from cnnviz.images import takes_any_size
+from cnnviz.introspect import input_shape_of
 from ui import ASSETS
 from ui.session import PendingModel, Upload, studio
 from ui.settings import MODEL_CHOICE_KEY, valid_choice
@@ -81,8 +83,9 @@ class ModelChoice:
     sample_prefix: str | None
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(int(side) for side in self.model.input_shape[1:])
+    def input_shape(self) -> tuple:
+        """`(height, width, channels)`; a side is None where the model takes any size."""
+        return input_shape_of(self.model)
 
 
 def _recorded_source(model) -> str | None:
@@ -206,9 +209,10 @@ def model_picker() -> None:
 
 def _describe(choice: ModelChoice, place) -> None:
     height, width, channels = choice.input_shape
+    size = f"any size x {channels}" if takes_any_size(choice.input_shape) else f"{height}x{width}x{channels}"
     place.caption(
         f"{len(choice.class_names)} classes: {', '.join(choice.class_names[:6])}"
-        f"{'...' if len(choice.class_names) > 6 else ''} · input {height}x{width}x{channels}"
+        f"{'...' if len(choice.class_names) > 6 else ''} · input {size}"
     )
 
 

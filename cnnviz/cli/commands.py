@@ -229,13 +229,30 @@ def _command_predict(args) -> int:
     if images:
         for file_name, result in zip(names, cnnviz.predict(model, images, top_k=args.top_k)):
             predictions.append({"file": file_name, **result})
+    any_size = _say_if_any_size(model)
     if args.json:
         _print_json({"predictions": predictions, "errors": errors})
     else:
         for item in predictions:
             ranked = ", ".join(f"{entry['class']} {entry['probability']:.3f}" for entry in item["top_k"])
-            print(f"{item['file']}: {item['class']} ({item['probability']:.3f})  [{ranked}]")
+            read_at = f"  (read at {_size(item['input_size'])})" if any_size else ""
+            print(f"{item['file']}: {item['class']} ({item['probability']:.3f})  [{ranked}]{read_at}")
     return EXIT_BAD_INPUT if errors else 0
+
+
+def _say_if_any_size(model) -> bool:
+    """Tells stderr how images are sized for a model that takes any size; whether it does."""
+    from cnnviz.images import any_size_note, takes_any_size
+    from cnnviz.introspect import input_shape_of
+
+    if not takes_any_size(input_shape_of(model)):
+        return False
+    print(f"cnnviz: {any_size_note()}", file=sys.stderr)
+    return True
+
+
+def _size(size) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 def _class_index(model, class_name: str | None) -> int | None:
@@ -267,6 +284,8 @@ def _command_explain(args) -> int:
     import numpy as np
 
     import cnnviz
+    from cnnviz.images import reading_size
+    from cnnviz.introspect import input_shape_of
     from cnnviz.plotting import save_png
     from cnnviz.render import overlay
 
@@ -285,6 +304,7 @@ def _command_explain(args) -> int:
             model, images, method=args.method, class_index=class_index, layer=args.layer
         )
         paths = _overlay_paths(out, names, args.method)
+        input_shape = input_shape_of(model)
         for file_name, image, heatmap, row, target in zip(names, images, heatmaps, probabilities, paths):
             index = class_index if class_index is not None else int(np.argmax(row))
             save_png(overlay(image, heatmap, colormap=args.colormap, opacity=args.opacity), target)
@@ -294,13 +314,18 @@ def _command_explain(args) -> int:
                     "class": class_names[index],
                     "probability": float(row[index]),
                     "heatmap_png": str(target),
+                    "input_size": list(reading_size(input_shape, image.shape[:2])),
                 }
             )
+    any_size = _say_if_any_size(model)
     if args.json:
         _print_json({"results": results, "errors": errors})
     else:
         for item in results:
-            print(f"{item['file']}: {item['class']} ({item['probability']:.3f}) -> {item['heatmap_png']}")
+            read_at = f" (read at {_size(item['input_size'])})" if any_size else ""
+            print(
+                f"{item['file']}: {item['class']} ({item['probability']:.3f}){read_at} -> {item['heatmap_png']}"
+            )
     return EXIT_BAD_INPUT if errors else 0
 
 
