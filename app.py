@@ -7,11 +7,15 @@ choice (shared by every page) and navigation; each page lives in pages/.
 import streamlit as st
 
 from ui import runtime
+from ui.admission import busy_page
 from ui.models import load_pending_model, model_picker
 from ui.settings import keep_widget_state, share_settings
 
 runtime.install()
 st.set_page_config(page_title="cnnviz studio", page_icon="🔍", layout="wide")
+if not runtime.admitted():
+    busy_page()
+    st.stop()
 
 keep_widget_state()
 # The navigation first: while the model loads, a new server shows the studio's menu, not its file names.

@@ -26,6 +26,8 @@ just without the fix.
    session is still connected, asked from a training thread (`session_connected`),
    so a run whose tab has closed stops. Outside the tested range, or outside a
    server, the answer is always yes.
+4. The same two, for `admitted()`: which sessions are still connected, so a
+   closed tab frees its place under `CNNVIZ_MAX_SESSIONS`.
 """
 
 from __future__ import annotations
@@ -100,3 +102,18 @@ def session_connected() -> Callable[[], bool]:
         return lambda: True
     instance, session_id = runtime.get_instance(), context.session_id
     return lambda: instance.is_active_session(session_id)
+
+
+def admitted() -> bool:
+    """Whether this browser session is served now (see ui/admission.py); always outside a server."""
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    from cnnviz import limits
+    from ui.admission import ADMISSION
+
+    context = get_script_run_ctx(suppress_warning=True)
+    if context is None or not runtime.exists() or not supported():
+        return True
+    instance = runtime.get_instance()
+    return ADMISSION.admit(context.session_id, limits.max_sessions(), instance.is_active_session)
