@@ -14,7 +14,8 @@ from ui.settings import keep_widget_state, share_settings
 runtime.install()
 st.set_page_config(page_title="cnnviz studio", page_icon="🔍", layout="wide")
 if not runtime.admitted():
-    busy_page()
+    # A page of its own, with no menu: a busy visitor can open nothing else.
+    st.navigation([st.Page(busy_page, title="cnnviz studio", default=True)], position="hidden").run()
     st.stop()
 
 keep_widget_state()

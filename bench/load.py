@@ -1,6 +1,6 @@
 """A crowd on one studio server: latency, errors, memory, CPU and isolation, and where it stops keeping up.
 
-Run: python bench/load.py                  # the knee sweep, 50 visitors, then the busy limit
+Run: python bench/load.py                  # the knee sweep (10 to 50 visitors), then the busy limit
      python bench/load.py --visitors 50    # one level only
 
 Each visitor is a client of Streamlit's own websocket protocol (tests/crowd.py says why not 50 Chromium
@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
+import resource
 import sys
 import threading
 import time
@@ -55,7 +57,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]  # the nearest-rank percentile
 
 
 class Outcome:
@@ -123,6 +125,7 @@ def crowd(visitors: int, seconds: float, env: dict[str, str]) -> dict:
         warm.open("results")
         warm.close()
         started = time.time()
+        client_before = resource.getrusage(resource.RUSAGE_SELF)
         barrier = threading.Barrier(visitors)
         outcomes: list[Outcome] = []
         threads = []
@@ -138,6 +141,10 @@ def crowd(visitors: int, seconds: float, env: dict[str, str]) -> dict:
         for thread in threads:
             thread.join(seconds + 240)
         mean_cpu, peak_cpu = server.cpu(started)
+        client_after = resource.getrusage(resource.RUSAGE_SELF)
+        client_seconds = sum(
+            getattr(client_after, field) - getattr(client_before, field) for field in ("ru_utime", "ru_stime")
+        )
         served = [outcome for outcome in outcomes if outcome.busy_seconds is None]
         answers = [value for outcome in served for value in outcome.answers]
         predict = [value for outcome in served if outcome.role == "predict" for value in outcome.answers]
@@ -167,6 +174,8 @@ def crowd(visitors: int, seconds: float, env: dict[str, str]) -> dict:
             "peak_rss_mb": round(server.peak_rss_mb()),
             "cpu_mean_cores": round(mean_cpu, 2),
             "cpu_peak_cores": round(peak_cpu, 2),
+            # The protocol clients run on the same cores: their share, to read the server's figures against.
+            "client_cpu_mean_cores": round(client_seconds / (time.time() - started), 2),
         }
     finally:
         server.close()
@@ -174,7 +183,7 @@ def crowd(visitors: int, seconds: float, env: dict[str, str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--visitors", type=int, nargs="*", default=[10, 20, 30, 40, 50])
+    parser.add_argument("--visitors", type=int, nargs="*", default=[10, 15, 20, 25, 30, 40, 50])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long each visitor keeps acting")
     parser.add_argument("--no-busy", action="store_true", help="skip the busy-limit phase")
     args = parser.parse_args()

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from cnnviz.errors import ConfigError
 from cnnviz.images import by_reading_size, image_sizes, prepare_batch, reading_size
-from cnnviz.introspect import input_shape_of
+from cnnviz.introspect import input_shape_of, scaled_batch
 
 
 def predict_probabilities(model, images, batch_size: int = 256) -> NDArray[np.float32]:
@@ -41,9 +41,10 @@ def predict_probabilities(model, images, batch_size: int = 256) -> NDArray[np.fl
             batch = images
         else:
             batch = prepare_batch([images[index] for index in members], shape)
-        for start in range(0, len(batch), batch_size):
-            chunk = np.asarray(batch[start : start + batch_size], dtype=np.float32)
-            rows = members[start : start + batch_size]
+        step = scaled_batch(batch_size, *size)
+        for start in range(0, len(batch), step):
+            chunk = np.asarray(batch[start : start + step], dtype=np.float32)
+            rows = members[start : start + step]
             probabilities[rows] = np.asarray(model(chunk, training=False), dtype=np.float32)
     # A model that ends in logits (no softmax) still gets probabilities.
     sums = probabilities.sum(axis=1)

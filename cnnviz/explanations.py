@@ -97,6 +97,7 @@ def class_activation_maps(
     layer = layer or default_cam_layer(model)
     probe, batch, indices = _prepare(model, images, class_index, (layer,))
     maps = []
+    batch_size = introspect.scaled_batch(batch_size, *batch.shape[1:3])
     for start in range(0, len(batch), batch_size):
         activations, gradients, _ = probe.cam_gradients(
             batch[start : start + batch_size], indices[start : start + batch_size]
@@ -150,8 +151,9 @@ def score_cam(
         span = masks.max(axis=(1, 2), keepdims=True) - low
         masks = np.where(span > 0, (masks - low) / np.where(span > 0, span, 1), 0).astype(np.float32)
         weights = []
-        for start in range(0, len(masks), batch_size):
-            masked = image[None] * masks[start : start + batch_size, :, :, None]
+        step = introspect.scaled_batch(batch_size, height, width)
+        for start in range(0, len(masks), step):
+            masked = image[None] * masks[start : start + step, :, :, None]
             scores = np.asarray(probe.forward(masked)[-1], dtype=np.float32)
             weights.append(_softmax(scores)[:, index])
         weights = np.concatenate(weights)
@@ -167,6 +169,7 @@ def _softmax(scores: NDArray[np.float32]) -> NDArray[np.float32]:
 
 def _gradients(probe: introspect.Probe, batch, indices, batch_size: int = 64) -> tuple[NDArray, NDArray]:
     gradients, chosen = [], []
+    batch_size = introspect.scaled_batch(batch_size, *batch.shape[1:3])
     for start in range(0, len(batch), batch_size):
         grads, _, picked = probe.input_gradients(
             batch[start : start + batch_size], indices[start : start + batch_size]
@@ -261,12 +264,16 @@ def class_scores(model, images, class_index: int | list[int] | None = None) -> N
     return scores[np.arange(len(scores)), indices]
 
 
+#: Most patch positions occlusion tries per image (a 224x224 input at the default stride of 4 needs 3,025).
+MAX_OCCLUSION_PATCHES = 4096
+
+
 def occlusion_map(
     model,
     images,
     class_index: int | list[int] | None = None,
-    patch_size: int = 8,
-    stride: int = 4,
+    patch_size: int | None = None,
+    stride: int | None = None,
     fill: float | str = "mean",
     batch_size: int = 256,
 ) -> NDArray[np.float32]:
@@ -274,8 +281,10 @@ def occlusion_map(
     a square patch covers each part of the image.
 
     Args:
-        patch_size: int, side of the covering patch in model pixels. Defaults to `8`.
-        stride: int, step between patches. Defaults to `4`.
+        patch_size: int, side of the covering patch in model pixels. Defaults
+            to 8, times `scale` = 1 + (longest side - 1) // 256 (so 16 for a
+            512-pixel image read by a model that takes any size).
+        stride: int, step between patches. Defaults to 4 times `scale`.
         fill: the patch's value: a number in 0..255 or `"mean"` (each image's
             mean colour). Defaults to `"mean"`.
         batch_size: int, occluded images per pass.
@@ -286,7 +295,9 @@ def occlusion_map(
     """
     probe, batch, indices = _prepare(model, images, class_index, ())
     height, width = batch.shape[1:3]
-    patch_size, stride = int(patch_size), int(stride)
+    scale = 1 + (max(height, width) - 1) // 256
+    patch_size = 8 * scale if patch_size is None else int(patch_size)
+    stride = 4 * scale if stride is None else int(stride)
     if not 1 <= patch_size <= min(height, width) or stride < 1:
         raise ConfigError(
             f"patch_size must be 1..{min(height, width)} and stride at least 1, got {patch_size} and {stride}."
@@ -301,18 +312,26 @@ def occlusion_map(
         return positions
 
     corners = [(top, left) for top in starts(height) for left in starts(width)]
+    if len(corners) > MAX_OCCLUSION_PATCHES:
+        # e.g. a model that takes any size, reading a photo at 512x384: 12,000 passes at the default stride.
+        needed = int(np.ceil(max(height, width) / np.sqrt(MAX_OCCLUSION_PATCHES)))
+        raise ConfigError(
+            f"occlusion at {height}x{width} with a stride of {stride} needs {len(corners):,} passes per image, "
+            f"over {MAX_OCCLUSION_PATCHES:,}; use a stride (and patch_size) of at least {needed}."
+        )
     results = np.zeros((len(batch), height, width), dtype=np.float32)
     coverage = np.zeros((height, width), dtype=np.float32)
     for top, left in corners:
         coverage[top : top + patch_size, left : left + patch_size] += 1
+    step = introspect.scaled_batch(batch_size, height, width)
     for position, (image, index) in enumerate(zip(batch, indices)):
         clean = _softmax(np.asarray(probe.forward(image[None])[-1], dtype=np.float32))[0]
         if index < 0:
             index = int(np.argmax(clean))
         value = image.mean(axis=(0, 1)) if fill == "mean" else np.float32(fill)
         drops = []
-        for start in range(0, len(corners), batch_size):
-            chunk = corners[start : start + batch_size]
+        for start in range(0, len(corners), step):
+            chunk = corners[start : start + step]
             occluded = np.repeat(image[None], len(chunk), axis=0)
             for row, (top, left) in enumerate(chunk):
                 occluded[row, top : top + patch_size, left : left + patch_size] = value
@@ -407,7 +426,7 @@ METHODS: dict[str, Method] = {
             lambda model, images, class_index, layer, **options: occlusion_map(
                 model, images, class_index, **options
             ),
-            options={"patch_size": 8, "stride": 4, "fill": "mean", "batch_size": 256},
+            options={"patch_size": None, "stride": None, "fill": "mean", "batch_size": 256},
         ),
     )
 }
@@ -493,10 +512,10 @@ def explain_each(
     images = list(images)
     sizes = image_sizes(images)
     heatmaps: list = [None] * len(images)
+    if class_index is not None:  # one per image from here on, checked against the model's classes
+        class_index = introspect.class_indices(class_index, len(images), int(model.output_shape[-1]))
     for members in by_reading_size(introspect.input_shape_of(model), images).values():
-        chosen = class_index
-        if class_index is not None and np.ndim(class_index) > 0:
-            chosen = [class_index[index] for index in members]
+        chosen = None if class_index is None else class_index[members]
         maps = _read_sized_maps(model, [images[index] for index in members], method, chosen, layer, options)
         for index, single in zip(members, maps):
             heatmaps[index] = normalize_maps(resize_maps(single[None], sizes[index]))[0]

@@ -236,7 +236,13 @@ def reading_size(input_shape: tuple, image_size: tuple[int, int]) -> tuple[int, 
     if height is not None and width is not None:
         return int(height), int(width)
     longest = limits.max_input_side()
-    scale = min(1.0, longest / max(image_size))
+    image_size = tuple(max(1, int(side)) for side in image_size)
+    if height is not None:  # one side fixed: the open one keeps the image's aspect ratio
+        scale = int(height) / image_size[0]
+    elif width is not None:
+        scale = int(width) / image_size[1]
+    else:
+        scale = min(1.0, longest / max(image_size))
     # Each side clamped to MIN_INPUT_SIDE..longest: only an extreme strip's aspect ratio changes.
     scaled = tuple(min(longest, max(MIN_INPUT_SIDE, round(side * scale))) for side in image_size)
     return (

@@ -342,10 +342,26 @@ def model_batch(model, images) -> tuple[NDArray[np.float32], list[tuple[int, int
     return batch, sizes
 
 
+#: The image area the default batch sizes are set for (64x64 pixels).
+BATCH_AREA = 64 * 64
+
+
+def scaled_batch(batch_size: int, height: int, width: int) -> int:
+    """`batch_size` for 64x64 images, made proportionally smaller for larger ones (at least 1).
+
+    A model that takes any size may read images at 512x384: 48 times the
+    memory per image that the default batch sizes were set for.
+    """
+    return max(1, int(batch_size) * BATCH_AREA // max(BATCH_AREA, int(height) * int(width)))
+
+
 def class_indices(class_index, count: int, num_classes: int) -> NDArray[np.int32]:
     if class_index is None:
         return np.full(count, -1, dtype=np.int32)
-    indices = np.broadcast_to(np.asarray(class_index, dtype=np.int64), (count,)).astype(np.int32)
+    given = np.asarray(class_index, dtype=np.int64)
+    if given.ndim > 1 or (given.ndim == 1 and len(given) not in (1, count)):
+        raise ConfigError(f"give one class_index, or one per image ({count}), got {given.size}.")
+    indices = np.broadcast_to(given.reshape(-1) if given.ndim else given, (count,)).astype(np.int32)
     bad = indices[(indices < 0) | (indices >= num_classes)]
     if bad.size:
         raise ConfigError(f"class_index must be in 0..{num_classes - 1}, got {int(bad[0])}.")

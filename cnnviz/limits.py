@@ -23,10 +23,13 @@ _DEFAULTS = {
     "CNNVIZ_MAX_MODEL_BYTES": 300 * 1024**2,
     # Most parameters (weights) a model file may ask for, counted from its config before any allocation.
     "CNNVIZ_MAX_MODEL_PARAMS": 60_000_000,
+    # Most activations (values) one image may make in a model, counted from its config at the largest input.
+    "CNNVIZ_MAX_ACTIVATIONS": 100_000_000,
     # Longest side, in pixels, at which a model that takes any input size reads an image (larger ones are scaled down).
     "CNNVIZ_MAX_INPUT_SIDE": 512,
     # Most studio sessions served at once; a visitor past it sees "busy, try again in a minute".
-    "CNNVIZ_MAX_SESSIONS": 40,
+    # 20 is the knee on 2 cores (bench/load.py, docs/RELIABILITY.md): more, and the p95 answer passes 2 s.
+    "CNNVIZ_MAX_SESSIONS": 20,
     # Most classes in one dataset.
     "CNNVIZ_MAX_CLASSES": 1000,
     # Most epochs one training run in the studio may ask for (its slider's end).
@@ -113,3 +116,7 @@ def max_input_side() -> int:
 
 def max_sessions() -> int:
     return get_limit("CNNVIZ_MAX_SESSIONS")
+
+
+def max_activations() -> int:
+    return get_limit("CNNVIZ_MAX_ACTIVATIONS")

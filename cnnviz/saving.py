@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -165,8 +166,9 @@ def _checked_archive(path: Path) -> tuple[dict, dict]:
         head = file.read(len(_HDF5_SIGNATURE))
     if head == _HDF5_SIGNATURE:
         raise ModelFileError(
-            f"{path.name}: a legacy HDF5 (.h5) model, refused because Keras' safe mode does not cover it. "
-            "Re-save it as .keras where you trust it: keras.models.load_model('model.h5').save('model.keras')."
+            f"{path.name}: a legacy HDF5 (.h5) file, refused because Keras' safe mode does not cover it. "
+            "Re-save it as .keras where you trust it: keras.models.load_model('model.h5').save('model.keras') "
+            "for a whole model, or build the model, load_weights('weights.h5') and save('model.keras')."
         )
     if not zipfile.is_zipfile(path):
         raise ModelFileError(
@@ -176,17 +178,21 @@ def _checked_archive(path: Path) -> tuple[dict, dict]:
     over = f"over the model size limit of {_megabytes(limit)} (CNNVIZ_MAX_MODEL_BYTES)"
     if path.stat().st_size > limit:
         raise ModelFileError(f"{path.name}: the file is {_megabytes(path.stat().st_size)}, {over}.")
+    # Before zipfile reads the whole index into memory: a small file can declare millions of entries.
+    entries = _declared_entry_count(path)
+    if entries > _MAX_ENTRIES:
+        raise ModelFileError(f"{path.name}: {entries:,} entries; not a .keras model file.")
     try:
         with zipfile.ZipFile(path) as archive:
-            entries = archive.infolist()
-            if len(entries) > _MAX_ENTRIES:
-                raise ModelFileError(f"{path.name}: {len(entries):,} entries; not a .keras model file.")
-            declared = sum(entry.file_size for entry in entries)
+            declared = sum(entry.file_size for entry in archive.infolist())
             if declared > limit:
                 raise ModelFileError(f"{path.name}: it unpacks to {_megabytes(declared)}, {over}.")
-            names = {entry.filename for entry in entries}
-            if "config.json" not in names:
-                raise ModelFileError(f"{path.name}: zip has no model config; not a .keras model file.")
+            names = set(archive.namelist())
+            for required in ("config.json", _WEIGHTS_ENTRY):
+                if required not in names:
+                    raise ModelFileError(
+                        f"{path.name}: no {required} inside; not a .keras model file saved by model.save('x.keras')."
+                    )
             config = json.loads(_read_capped(archive, "config.json", _MAX_JSON_BYTES, path))
             metadata = (
                 json.loads(_read_capped(archive, METADATA_ENTRY, _MAX_JSON_BYTES, path))
@@ -195,12 +201,154 @@ def _checked_archive(path: Path) -> tuple[dict, dict]:
             )
             if not isinstance(config, dict) or not isinstance(metadata, dict):
                 raise ModelFileError(f"{path.name}: damaged model file (its config is not a JSON object).")
-            _check_parameter_count(config, path)
-            if _WEIGHTS_ENTRY in names:
-                _check_weights(archive, path, limit, over)
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, EOFError, OSError) as error:
-        raise ModelFileError(f"{path.name}: damaged model file ({str(error)[:200]}).") from None
+            _check_inputs(config, path)
+            parameters = _check_size(config, path)
+            stored = _check_weights(archive, path, limit, over)
+            if stored < parameters:
+                raise ModelFileError(
+                    f"{path.name}: its weights file holds {stored:,} values for {parameters:,} parameters; "
+                    "damaged, or not saved by model.save('x.keras')."
+                )
+    except ModelFileError:
+        raise
+    except Exception as error:  # zip, deflate, JSON, HDF5: whatever a damaged or crafted file breaks
+        raise ModelFileError(
+            f"{path.name}: damaged model file ({str(error)[:200] or type(error).__name__})."
+        ) from None
     return config, metadata
+
+
+def _declared_entry_count(path: Path) -> int:
+    """How many entries the zip's end-of-central-directory record (or its zip64 form) declares."""
+    with open(path, "rb") as file:
+        file.seek(0, os.SEEK_END)
+        size = file.tell()
+        file.seek(max(0, size - (1 << 16) - 22))
+        tail = file.read()
+    end = tail.rfind(b"PK\x05\x06")
+    if end < 0 or end + 22 > len(tail):
+        return 0  # zipfile will say it is damaged
+    (count,) = struct.unpack_from("<H", tail, end + 10)
+    zip64 = tail.rfind(b"PK\x06\x06", 0, end)
+    if count == 0xFFFF and zip64 >= 0 and zip64 + 40 <= len(tail):
+        (count,) = struct.unpack_from("<Q", tail, zip64 + 32)
+    return count
+
+
+def _input_layers(node) -> list[dict]:
+    """Every InputLayer config in a model config, nested models included."""
+    found = []
+    if isinstance(node, dict):
+        if node.get("class_name") == "InputLayer" and isinstance(node.get("config"), dict):
+            found.append(node["config"])
+        node = list(node.values())
+    if isinstance(node, list):
+        for child in node:
+            found += _input_layers(child)
+    return found
+
+
+def _check_inputs(config: dict, path: Path) -> None:
+    """Refuses a fixed batch or an input side larger than cnnviz reads, before the model is rebuilt."""
+    from cnnviz import limits
+
+    largest = 4 * limits.max_input_side()
+    for layer in _input_layers(config):
+        shape = layer.get("batch_shape") or layer.get("batch_input_shape") or []
+        if not isinstance(shape, list) or not all(side is None or isinstance(side, int) for side in shape):
+            raise ModelFileError(f"{path.name}: damaged model file (an input shape {str(shape)[:80]}).")
+        if shape and shape[0] not in (None, 1):
+            raise ModelFileError(
+                f"{path.name}: its input takes batches of exactly {shape[0]} images; save the model with a "
+                "free batch size (keras.Input(shape=...) without batch_size)."
+            )
+        sides = [side for side in shape[1:-1] if side is not None]
+        if any(side > largest for side in sides):
+            raise ModelFileError(
+                f"{path.name}: its input is {'x'.join(map(str, shape[1:]))}, over the largest side cnnviz reads "
+                f"({largest:,} px, 4 x CNNVIZ_MAX_INPUT_SIDE)."
+            )
+
+
+def _check_size(config: dict, path: Path) -> int:
+    """Refuses a model over the parameter or activation limit, before anything is allocated; its parameters."""
+    from cnnviz import limits
+
+    parameters, activations, error = _config_sizes(config)
+    if error is not None and ("safe_mode" in str(error) or "Lambda" in str(error)):
+        raise _load_error(path, error)
+    limit = limits.max_model_params()
+    if parameters > limit:  # also when the rebuild failed part-way: what it had asked for already
+        raise ModelFileError(
+            f"{path.name}: the model has {parameters:,} parameters, over the limit of {limit:,} "
+            "(CNNVIZ_MAX_MODEL_PARAMS)."
+        )
+    if error is not None:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelFileError(
+            f"{path.name}: cannot check this model's size before loading it ({text[:200]}); "
+            "rebuild it with standard layers and save it with model.save('x.keras')."
+        )
+    limit = limits.max_activations()
+    if activations > limit:
+        raise ModelFileError(
+            f"{path.name}: one image makes {activations:,} activations, over the limit of {limit:,} "
+            "(CNNVIZ_MAX_ACTIVATIONS)."
+        )
+    return parameters
+
+
+def _config_sizes(config: dict) -> tuple[int, int, Exception | None]:
+    """The weights the config's model holds, the activations one image makes, and the rebuild's error.
+
+    Nothing is allocated.
+
+    The model is rebuilt in a Keras `StatelessScope`, which defers every
+    variable's initializer and records its shape instead; the deferred
+    variables are then dropped from Keras' (per-thread) list, so nothing ever
+    initializes them. An input side the model leaves open is set to
+    `CNNVIZ_MAX_INPUT_SIDE` for the rebuild, so the activations are those of
+    the largest image cnnviz gives it.
+
+    When the rebuild fails (a safe-mode refusal among others), the weights
+    counted are those asked for until then, and the activations are 0.
+    """
+    import keras
+    from keras.src.backend.common import global_state
+
+    from cnnviz import limits
+
+    config = json.loads(json.dumps({key: value for key, value in config.items() if key != "compile_config"}))
+    side = limits.max_input_side()
+    for layer in _input_layers(config):
+        shape = layer.get("batch_shape") or layer.get("batch_input_shape")
+        if shape:
+            shape[1:-1] = [side if value is None else value for value in shape[1:-1]]
+    pending = list(global_state.get_global_attribute("uninitialized_variables", []) or [])
+    model, error = None, None
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            try:
+                model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+            except Exception as failure:
+                error = failure
+        created = global_state.get_global_attribute("uninitialized_variables", []) or []
+        # Dropout's random-seed state is a variable, not a weight: 2 numbers, left out.
+        weights = [
+            variable
+            for variable in created[len(pending) :]
+            if not (variable.name == "seed_generator_state" and tuple(variable.shape) == (2,))
+        ]
+        parameters = sum(math.prod(variable.shape) for variable in weights)
+        activations = 0
+        layers = model._flatten_layers(include_self=False, recursive=True) if model is not None else []
+        for layer in layers:
+            for node in getattr(layer, "_inbound_nodes", []):
+                for tensor in node.output_tensors:
+                    activations += math.prod(side or 1 for side in tensor.shape[1:])
+        return parameters, activations, error
+    finally:
+        global_state.set_global_attribute("uninitialized_variables", pending)
 
 
 def _read_capped(archive: zipfile.ZipFile, name: str, cap: int, path: Path, sink=None) -> bytes:
@@ -225,60 +373,14 @@ def _read_capped(archive: zipfile.ZipFile, name: str, cap: int, path: Path, sink
     return b"".join(chunks)
 
 
-def _check_parameter_count(config: dict, path: Path) -> None:
-    """Refuses a config that asks for more parameters than the limit, before any is allocated."""
-    from cnnviz import limits
+def _check_weights(archive: zipfile.ZipFile, path: Path, limit: int, over: str) -> int:
+    """Inflates the weights entry to a temporary file, then sizes its arrays; how many values they hold.
 
-    try:
-        count = _config_parameter_count(config)
-    except Exception as error:  # a safe-mode refusal, raised again by Keras' own loading otherwise
-        raise _load_error(path, error) from None
-    limit = limits.max_model_params()
-    if count > limit:
-        raise ModelFileError(
-            f"{path.name}: the model has {count:,} parameters, over the limit of {limit:,} "
-            "(CNNVIZ_MAX_MODEL_PARAMS)."
-        )
-
-
-def _config_parameter_count(config: dict) -> int:
-    """How many weights the config's model asks for, counted on variables that are never allocated.
-
-    The model is rebuilt in a Keras `StatelessScope`, which defers every
-    variable's initializer and lists the variable instead. The variables listed
-    are counted, also when the rebuild fails part-way (Keras' own loading
-    would have allocated them before failing the same way), and then dropped
-    from Keras' list so that nothing ever allocates them.
-
-    Raises:
-        Exception: Keras' safe-mode refusal of a layer that holds code.
-    """
-    import keras
-    from keras.src.backend.common import global_state
-
-    config = {key: value for key, value in config.items() if key != "compile_config"}
-    pending = list(global_state.get_global_attribute("uninitialized_variables", []) or [])
-    try:
-        with keras.StatelessScope(initialize_variables=False):
-            try:
-                keras.saving.deserialize_keras_object(config, safe_mode=True)
-            except Exception as error:
-                if "safe_mode" in str(error) or "Lambda" in str(error):
-                    raise
-                # Any other failure is Keras' own loading error to report, once the size is known safe.
-        created = global_state.get_global_attribute("uninitialized_variables", []) or []
-        # Dropout's random-seed states are variables too, but not weights: leave them out.
-        weights = [variable for variable in created[len(pending) :] if "seed_generator" not in variable.path]
-        return sum(math.prod(variable.shape) for variable in weights)
-    finally:
-        global_state.set_global_attribute("uninitialized_variables", pending)
-
-
-def _check_weights(archive: zipfile.ZipFile, path: Path, limit: int, over: str) -> None:
-    """Inflates the weights entry to a temporary file under a hard cap, then sizes its arrays.
-
-    An HDF5 array may declare a shape far larger than the bytes it stores;
-    Keras would allocate the declared size when it reads it.
+    zipfile stops inflating at the size the entry declares (already within the
+    limit) and a longer stream then fails its CRC check. An HDF5 array may
+    declare a shape far larger than the bytes it stores; Keras would allocate
+    the declared size when it reads it, so the declared sizes are summed from
+    the metadata alone.
     """
     import h5py
 
@@ -295,6 +397,8 @@ def _check_weights(archive: zipfile.ZipFile, path: Path, limit: int, over: str) 
             weights.visititems(
                 lambda _, item: arrays.append(item) if isinstance(item, h5py.Dataset) else None
             )
-            total = sum(math.prod(array.shape) * array.dtype.itemsize for array in arrays)
+            values = sum(math.prod(array.shape or ()) for array in arrays)
+            total = sum(math.prod(array.shape or ()) * array.dtype.itemsize for array in arrays)
     if total > limit:
         raise ModelFileError(f"{path.name}: its weights declare {_megabytes(total)}, {over}.")
+    return values

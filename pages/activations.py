@@ -31,7 +31,7 @@ with maps_tab:
         left, right = st.columns([1, 4])
         left.image(image, caption=caption, width="stretch")
         left.caption(
-            f"{info.class_name}, output {info.output_shape[0]}x{info.output_shape[1]}x{info.output_shape[2]}"
+            f"{info.class_name}, output {'x'.join(str(side or 'any') for side in info.output_shape)}"
         )
         maps = compute.feature_maps(choice.model, choice.key, image, layer)
         right.plotly_chart(plotting.feature_map_figure(maps, layer), key="activations.maps")

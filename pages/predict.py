@@ -4,7 +4,6 @@ import streamlit as st
 
 import cnnviz
 from cnnviz import plotting
-from cnnviz.images import any_size_note, takes_any_size
 from ui import compute, runtime
 from ui.models import require_model
 from ui.widgets import image_picker, method_layer
@@ -57,9 +56,8 @@ def predict_panel(choice) -> None:
     )
     right.metric("Prediction", prediction["class"], f"{prediction['probability']:.1%} sure")
     right.plotly_chart(plotting.probability_figure(prediction["top_k"]), key="predict.chart")
-    if takes_any_size(choice.input_shape):
-        height, width = prediction["input_size"]
-        st.caption(f"Read at {height}x{width} px. {any_size_note()}")
+    if note := choice.size_note(prediction["input_size"]):
+        st.caption(note)
 
 
 predict_panel(choice)

@@ -1,6 +1,6 @@
 """Many visitors on one `streamlit run app.py`, each a client of Streamlit's own websocket protocol.
 
-Used by bench/load.py (50 visitors, latency figures) and tests/e2e/test_crowd.py (a short run in CI).
+Used by bench/load.py (50 visitors, latency figures) and tests/test_crowd.py (a short run in CI).
 
 Why the protocol and not 50 Chromium pages: on a 2-core machine fifty browsers would spend the cores
 drawing pages, and the figures would measure Chromium, not the server. A protocol client costs a thread
@@ -309,6 +309,12 @@ class Visitor:
             )
         )
         return self._run([state], fragment_id=self.fragment_of.get(uploader.id, ""), started=started)
+
+    def press(self, key: str) -> Run:
+        """Clicks the button with user key `key`."""
+        WidgetState = _protos()[6]
+        button = self.widget("button", key)
+        return self._run([WidgetState(id=button.id, trigger_value=True)], self.fragment_of.get(button.id, ""))
 
     def submit(self, form_id: str) -> Run:
         """Presses a form's submit button."""

@@ -278,6 +278,56 @@ def sparse_weights(path: Path, declared_values: int = 2_000_000_000) -> Path:
     return _rezip(path, entries)
 
 
+def _with_config(path: Path, change) -> Path:
+    """The shapes model with `change(config)` applied to its config (weights unchanged)."""
+    entries = _entries(SHAPES_MODEL)
+    config = json.loads(entries["config.json"])
+    change(config)
+    entries["config.json"] = json.dumps(config).encode()
+    return _rezip(path, entries)
+
+
+def _set_input(config: dict, batch_shape: list) -> None:
+    for layer in config["config"]["layers"]:
+        if layer["class_name"] == "InputLayer":
+            layer["config"]["batch_shape"] = batch_shape
+
+
+def upsampling_model(path: Path) -> Path:
+    """A 3 KB model that takes any size and blows each image up 100 times before a convolution."""
+    import keras
+
+    from cnnviz.saving import save_model
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.UpSampling2D(100)(inputs)
+    x = keras.layers.Conv2D(4, 3)(x)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    return save_model(keras.Model(inputs, outputs), path, ("a", "b"))
+
+
+def without_weights(path: Path) -> Path:
+    """The shapes model whose weights file holds no arrays (Keras would build it, then fail)."""
+    import h5py
+
+    entries = _entries(SHAPES_MODEL)
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as weights:
+        weights.create_group("layers")
+    entries["model.weights.h5"] = buffer.getvalue()
+    return _rezip(path, entries)
+
+
+def many_entries(path: Path) -> Path:
+    """A zip whose end record declares 65,535 entries (zipfile would read an index of that many)."""
+    _rezip(path, _entries(SHAPES_MODEL))
+    data = bytearray(path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<HH", data, end + 8, 0xFFFF, 0xFFFF)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def legacy_h5(path: Path) -> Path:
     """A real HDF5 file, as Keras 2 saved models (`model.save('m.h5')`)."""
     import h5py
@@ -300,9 +350,14 @@ def bad_models(folder: Path) -> list[tuple[str, Path, str]]:
 
     folder.mkdir(parents=True, exist_ok=True)
     inputs = keras.Input((8, 8, 3))
-    lambda_model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    # Code that leaves a trace when it runs: building the model here runs it once; loading must not.
+    sentinel = str(folder / LAMBDA_RAN)
+    lambda_model = keras.Model(
+        inputs, keras.layers.Lambda(lambda x, trace=sentinel: (open(trace, "w").close(), x * 2)[1])(inputs)
+    )
     lambda_path = folder / "lambda.keras"
     lambda_model.save(lambda_path)
+    os.remove(sentinel)
     shapes = _entries(SHAPES_MODEL)
     return [
         ("lambda.keras", lambda_path, "safe"),
@@ -329,10 +384,31 @@ def bad_models(folder: Path) -> list[tuple[str, Path, str]]:
             "parameters, over the limit",
         ),
         ("sparse_weights.keras", sparse_weights(folder / "sparse.keras"), "weights declare"),
+        (
+            "huge_input.keras",
+            _with_config(
+                folder / "huge_input.keras", lambda config: _set_input(config, [None, 30000, 30000, 3])
+            ),
+            "over the largest side",
+        ),
+        (
+            "fixed_batch.keras",
+            _with_config(folder / "fixed_batch.keras", lambda config: _set_input(config, [32, 64, 64, 3])),
+            "batches of exactly 32",
+        ),
+        ("upsampling.keras", upsampling_model(folder / "upsampling.keras"), "activations, over the limit"),
+        (
+            "no_weights.keras",
+            without_weights(folder / "no_weights.keras"),
+            "holds 0 values for 98,676 parameters",
+        ),
+        ("many_entries.keras", many_entries(folder / "many_entries.keras"), "65,535 entries"),
     ]
 
 
 MODEL_BYTES_FOR_TESTS = str(8 << 20)
+#: The file the Lambda model's code writes if it ever runs (in the folder given to `bad_models`).
+LAMBDA_RAN = "lambda-code-ran"
 
 
 # --- the counts for docs/RELIABILITY.md ------------------------------------------
@@ -392,6 +468,9 @@ def main() -> None:
     )
     count(
         "good zips, cnnviz train --data", good_zips(zips), lambda case: _train(case[1], root).returncode == 0
+    )
+    os.environ["CNNVIZ_MAX_MODEL_BYTES"] = (
+        MODEL_BYTES_FOR_TESTS  # the scaled size cases (bench/model_files.py: full)
     )
     count(
         "bad models, cnnviz predict",

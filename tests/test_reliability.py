@@ -2,6 +2,7 @@
 readers, the model loader and the CLI: clear one-line refusals, or real results."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +104,7 @@ def test_good_zips_load(tmp_path):
         assert data.class_names == ("cats", "dogs"), name
 
 
-def test_bad_model_files_are_refused_in_one_line_with_no_code_run_and_nothing_allocated(
+def test_bad_model_files_are_refused_in_one_line_by_the_loader_and_the_cli_and_no_code_from_them_runs(
     tmp_path, capsys, monkeypatch
 ):
     monkeypatch.setenv("CNNVIZ_MAX_MODEL_BYTES", hostile.MODEL_BYTES_FOR_TESTS)
@@ -113,6 +114,7 @@ def test_bad_model_files_are_refused_in_one_line_with_no_code_run_and_nothing_al
         assert message in str(error.value), (name, str(error.value))
         assert main(["predict", str(path), SAMPLE]) == 2, name
         assert message in _one_clear_line(capsys), name
+    assert not (tmp_path / "models" / hostile.LAMBDA_RAN).exists()
 
 
 def test_a_model_for_another_input_size_resizes_the_image(tmp_path, capsys):
@@ -200,7 +202,7 @@ def test_training_killed_at_random_moments_always_leaves_a_loadable_model(tmp_pa
 
 @pytest.mark.parametrize("preset", list(cnnviz.PRESETS))
 def test_the_parameter_count_read_from_a_config_equals_the_built_models(preset, tmp_path):
-    from cnnviz.saving import _config_parameter_count
+    from cnnviz.saving import _config_sizes
 
     config = cnnviz.preset_config(preset, (64, 64, 3), 4)
     if isinstance(config, cnnviz.TransferConfig):
@@ -208,7 +210,14 @@ def test_the_parameter_count_read_from_a_config_equals_the_built_models(preset, 
     model = cnnviz.build_model(config)
     path = cnnviz.save_model(model, tmp_path / "model.keras")
     with __import__("zipfile").ZipFile(path) as archive:
-        assert _config_parameter_count(json.loads(archive.read("config.json"))) == model.count_params()
+        parameters, activations, error = _config_sizes(json.loads(archive.read("config.json")))
+    assert error is None and parameters == model.count_params()
+    # The activations one image makes: every layer's output, as the built model reports them.
+    assert activations == sum(
+        math.prod(side or 1 for side in node.output_tensors[0].shape[1:])
+        for layer in model._flatten_layers(include_self=False)
+        for node in layer._inbound_nodes
+    )
     assert cnnviz.load_model(path).count_params() == model.count_params()
 
 
@@ -294,13 +303,17 @@ def test_heatmaps_of_a_model_that_takes_any_size_equal_those_of_the_same_model_f
     reference = cnnviz.explain(fixed, image, method=method, **options)
     assert ours.shape == (1, 96, 72)
     np.testing.assert_allclose(ours, reference, atol=1e-4)
-    # Images of other sizes each get a map at their own size.
+    # Images of other sizes, together: each map is at its image's size and equals that image's alone,
+    # with a class given per image.
     others = [_noise_image(50, 70, 6), image, _noise_image(300, 40, 7)]
-    assert [heatmap.shape for heatmap in cnnviz.explain_each(any_size, others, method=method, **options)] == [
-        (50, 70),
-        (96, 72),
-        (300, 40),
-    ]
+    together = cnnviz.explain_each(any_size, others, method=method, class_index=[1, 2, 3], **options)
+    assert [heatmap.shape for heatmap in together] == [(50, 70), (96, 72), (300, 40)]
+    for heatmap, alone, index in zip(together, others, [1, 2, 3]):
+        np.testing.assert_allclose(
+            heatmap,
+            cnnviz.explain(any_size, alone, method=method, class_index=index, **options)[0],
+            atol=1e-5,
+        )
 
 
 def test_the_cli_says_which_size_a_model_that_takes_any_size_read_the_image_at(tmp_path, capsys):
@@ -332,3 +345,15 @@ def test_a_model_that_takes_any_size_is_evaluated_on_the_data_at_its_own_size():
     assert result.n == len(data.test)
     expected = cnnviz.predict_probabilities(model, data.test.images).argmax(axis=1)
     assert result.accuracy == pytest.approx(float(np.mean(expected == data.test.labels)))
+
+
+def test_occlusion_on_a_large_image_read_by_an_any_size_model_scales_its_patches_or_says_which_stride_to_use():
+    model = _any_size_model()
+    image = _noise_image(384, 512)
+    # Default patches at 512 px: 16 wide, every 8 (2,961 passes); the same as asking for them.
+    np.testing.assert_allclose(
+        cnnviz.explain(model, image, method="occlusion"),
+        cnnviz.explain(model, image, method="occlusion", patch_size=16, stride=8),
+    )
+    with pytest.raises(cnnviz.ConfigError, match=r"needs 12,065 passes per image, over 4,096; use a stride"):
+        cnnviz.explain(model, image, method="occlusion", patch_size=8, stride=4)

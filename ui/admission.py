@@ -29,11 +29,6 @@ class Admission:
             self._admitted.add(session_id)
             return True
 
-    def count(self, alive: Callable[[str], bool]) -> int:
-        with self._lock:
-            self._admitted = {other for other in self._admitted if alive(other)}
-            return len(self._admitted)
-
 
 ADMISSION = Admission()
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import streamlit as st
 
 import cnnviz
-from cnnviz.images import takes_any_size
+from cnnviz.images import any_size_note, takes_any_size
 from cnnviz.introspect import input_shape_of
 from ui import ASSETS
 from ui.session import PendingModel, Upload, studio
@@ -81,6 +81,12 @@ class ModelChoice:
     class_names: tuple[str, ...]
     data_source: str | None
     sample_prefix: str | None
+
+    def size_note(self, input_size) -> str | None:
+        """For a model that takes any size: at which size it read an image, and the rule; else None."""
+        if not takes_any_size(self.input_shape):
+            return None
+        return f"Read at {input_size[0]}x{input_size[1]} px. {any_size_note()}"
 
     @property
     def input_shape(self) -> tuple:
@@ -165,7 +171,7 @@ def _upload_choice() -> ModelChoice | None:
         try:
             model = _load_uploaded(data)
         except cnnviz.CnnvizError as error:
-            st.sidebar.error(f"{error} Upload a model saved by cnnviz or Keras 3 (`model.save('m.keras')`).")
+            st.sidebar.error(f"{error} Choose another model file, or one of the models above.")
             model = None
         session.uploaded_model = Upload(digest, upload.name, model)
     stored = session.uploaded_model

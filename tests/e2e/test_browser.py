@@ -81,11 +81,11 @@ def _cpu_share(pid: int, seconds: float = 3.0) -> float:
 
 
 @contextlib.contextmanager
-def _streamlit_server(log_folder: Path):
-    """`streamlit run app.py` on a free port; yields its URL once it answers."""
+def _streamlit_server(log_folder: Path, **limits: str):
+    """`streamlit run app.py` on a free port (`limits`: CNNVIZ_* overrides); yields its URL once it answers."""
     port = _free_port()
     # A run stops 5 s after its tab closes (30 s by default), so the test of that is short.
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CNNVIZ_MAX_UNWATCHED_SECONDS="5")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CNNVIZ_MAX_UNWATCHED_SECONDS="5", **limits)
     # A file, not a pipe: nobody reads a pipe while the tests run, and a full one would block the server.
     log = open(log_folder / "streamlit.log", "w+b")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
@@ -193,6 +193,32 @@ def test_a_new_visitor_reads_the_page_while_tensorflow_starts(browser, tmp_path)
         page.get_by_test_id("stMetricValue").wait_for()  # then the answer
         assert _metric(page) == "circle"
         page.close()
+
+
+def test_a_visitor_past_the_session_limit_sees_the_busy_page_and_is_served_once_a_place_frees(
+    browser, tmp_path
+):
+    with _streamlit_server(tmp_path, CNNVIZ_MAX_SESSIONS="1") as (url, _):
+        first = browser.new_page(viewport={"width": 1400, "height": 1000})
+        first.set_default_timeout(90_000)
+        first.goto(url)
+        first.get_by_test_id("stMetricValue").wait_for()
+        second = browser.new_page(viewport={"width": 1400, "height": 1000})
+        second.set_default_timeout(30_000)
+        started = time.perf_counter()
+        second.goto(url)
+        second.get_by_text("Busy: this demo is serving as many visitors as it can at once (1)").wait_for()
+        print(f"busy page shown after {time.perf_counter() - started:.2f} s")
+        assert second.get_by_test_id("stException").count() == 0
+        assert second.get_by_test_id("stSidebarNav").count() == 0  # no menu of pages it cannot open
+        _screenshot(second, "busy")
+        first.close()
+        second.wait_for_timeout(1000)  # the server notices the closed tab
+        second.get_by_role("button", name="Try again").click()
+        second.get_by_test_id("stMetricValue").wait_for()
+        assert _metric(second) == "circle"
+        assert second.get_by_test_id("stException").count() == 0
+        second.close()
 
 
 def test_predict_page_answers_a_sample_and_an_upload_with_a_heatmap(server, page, tmp_path):
