@@ -109,6 +109,17 @@ def main() -> None:
         ("config asking for 2 billion filters", hostile.many_parameters(folder / "filters.keras"), sample),
         ("weights array declaring 2 billion floats", hostile.sparse_weights(folder / "sparse.keras"), sample),
         ("legacy HDF5 (.h5)", hostile.legacy_h5(folder / "legacy.h5"), sample),
+        (
+            "a 30000x30000 input",
+            hostile._with_config(
+                folder / "huge_input.keras",
+                lambda config: hostile._set_input(config, [None, 30000, 30000, 3]),
+            ),
+            sample,
+        ),
+        ("any-size model upsampling 100x", hostile.upsampling_model(folder / "upsampling.keras"), sample),
+        ("weights file with no arrays", hostile.without_weights(folder / "no_weights.keras"), sample),
+        ("zip declaring 65,535 entries", hostile.many_entries(folder / "many_entries.keras"), sample),
         ("any-size model, 4000x3000 photo", any_size_model(folder / "any.keras"), photo),
     ]
     rows = []
