@@ -293,3 +293,42 @@ def evaluate_saved(model, data, *, seed: int | None = None, load: Callable[..., 
     from cnnviz.evaluation import evaluate
 
     return evaluate(model, evaluation_data(model, data, seed=seed, load=load), split="test")
+
+
+def export_model(
+    model,
+    path,
+    format: str = "onnx",
+    data=None,
+    *,
+    load: Callable[..., Any] | None = None,
+):
+    """Exports `model` with its heatmap (`cnnviz.export.export`), validated on images it never saw.
+
+    Args:
+        model: a classifier with class names (e.g. from `cnnviz.load_model`).
+        path: the file (`.onnx`, `.tflite`) or folder (`savedmodel`) to write.
+        format: one of `cnnviz.export.FORMATS`.
+        data: the labelled images to validate on, as `evaluation_data` takes them; defaults to the data
+            the model was trained on (its recorded source), drawn again to its test split.
+        load: the loader, as for `evaluation_data`.
+
+    Returns:
+        The `ExportReport`.
+
+    Raises:
+        ConfigError: no data given and none recorded in the model.
+    """
+    from cnnviz.errors import ConfigError
+    from cnnviz.export import export
+    from cnnviz.saving import get_metadata
+
+    if data is None:
+        data = get_metadata(model).get("training", {}).get("data")
+        if data is None:
+            raise ConfigError(
+                "the model records no training data to validate the export on; give data (a built-in name, "
+                "a folder or a .zip of labelled images)."
+            )
+    images = evaluation_data(model, data, load=load).test.images
+    return export(model, path, format, images)

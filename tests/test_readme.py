@@ -42,3 +42,23 @@ def test_readme_look_inside_example_runs(monkeypatch):
     assert namespace["heatmaps"].shape == (1, 64, 64) and namespace["rgb"].dtype == np.uint8
     assert namespace["patterns"].shape[0] == 8 and namespace["kernels"].shape == (16, 3, 3, 3)
     assert len(shown) == 3  # heatmap, feature maps, confusion matrix
+
+
+def test_readme_onnxruntime_snippet_prints_the_class_and_saves_the_heatmap_without_tensorflow(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    code = next(block for block in blocks if "onnxruntime.InferenceSession" in block)
+    assert len([line for line in code.splitlines() if line.strip()]) <= 10
+    root = README.parent
+    shutil.copy(root / "assets" / "models" / "shapes.onnx", tmp_path / "shapes.onnx")
+    shutil.copy(root / "assets" / "samples" / "shape_circle.png", tmp_path / "photo.png")
+    guard = "import sys\nsys.modules['tensorflow'] = None  # any import of TensorFlow fails\n"
+    run = subprocess.run([sys.executable, "-c", guard + code], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert run.stdout.startswith("circle ")
+    from PIL import Image
+
+    assert Image.open(tmp_path / "heatmap.png").size == Image.open(tmp_path / "photo.png").size

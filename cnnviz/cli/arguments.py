@@ -275,6 +275,28 @@ def _add_compare(commands) -> None:
     compare.add_argument("--json", action="store_true")
 
 
+def _add_export(commands) -> None:
+    from cnnviz.export import FORMATS
+
+    export = commands.add_parser(
+        "export", help="write the model with its Grad-CAM heatmap for onnxruntime, LiteRT or TensorFlow"
+    )
+    export.add_argument("model", metavar="MODEL.keras")
+    export.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="onnx",
+        help="onnx: probabilities and heatmap; tflite: probabilities; savedmodel: both (default: onnx)",
+    )
+    export.add_argument("--out", required=True, help="the .onnx or .tflite file, or the SavedModel folder")
+    export.add_argument(
+        "--data",
+        default=None,
+        help="labelled images to validate the export on (default: the model's own training data, its test split)",
+    )
+    export.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cnnviz import __version__
 
@@ -282,6 +304,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cnnviz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for add in (_add_train, _add_evaluate, _add_predict, _add_explain, _add_compare):
+    for add in (_add_train, _add_evaluate, _add_predict, _add_explain, _add_compare, _add_export):
         add(commands)
     return parser

@@ -395,10 +395,27 @@ def _print_ranking(results, log_dir) -> None:
         print(f"TensorBoard: tensorboard --logdir {log_dir}")
 
 
+def _command_export(args) -> int:
+    import cnnviz
+    from cnnviz import runs
+
+    model = cnnviz.load_model(args.model)
+    print(
+        f"cnnviz: exporting {args.model} as {args.format} and checking it against Keras...", file=sys.stderr
+    )
+    report = runs.export_model(model, args.out, args.format, args.data, load=_load_data)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.summary())
+    return 0
+
+
 COMMANDS = {
     "train": _command_train,
     "evaluate": _command_evaluate,
     "predict": _command_predict,
     "explain": _command_explain,
     "compare": _command_compare,
+    "export": _command_export,
 }
