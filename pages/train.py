@@ -103,6 +103,36 @@ def live_progress(polling: bool) -> None:
         st.plotly_chart(plotting.training_curves_figure(rows), key=f"train.curves.{len(rows)}.{job.running}")
 
 
+@st.fragment
+def take_it_with_you(job, stem: str) -> None:
+    """The trained model for onnxruntime, LiteRT or TensorFlow, with its heatmap where the format allows."""
+    st.markdown("**Take it with you**: the model with its Grad-CAM heatmap built in, checked against Keras.")
+    left, right = st.columns([2, 3])
+    labels = {
+        "onnx": "ONNX (onnxruntime)",
+        "tflite": "TFLite (LiteRT, class only)",
+        "savedmodel": "SavedModel (.zip)",
+    }
+    format = left.selectbox("Format", list(labels), format_func=labels.get, key="train.export_format")
+    if left.button("Export", key="train.export"):
+        try:
+            with st.spinner("Exporting and checking it against the Keras model..."):
+                job.export_download(format)
+        except cnnviz.CnnvizError as error:
+            right.error(str(error))
+    if format in job.exports:
+        data, report = job.exports[format]
+        suffix = {"onnx": ".onnx", "tflite": ".tflite", "savedmodel": "-savedmodel.zip"}[format]
+        right.download_button(
+            f"Download run {job.run_id}'s model ({labels[format]})",
+            data,
+            file_name=f"{stem}{suffix}",
+            mime="application/octet-stream",
+            key=f"train.export_download.{format}",
+        )
+        right.caption(report.summary().split(": ", 1)[1].capitalize() + ".")
+
+
 # Polls every second only while a run goes on.
 st.fragment(live_progress, run_every=1.0 if running else None)(running)
 
@@ -128,3 +158,4 @@ if session.history:
             key="train.logs",
             help="Unzip, then run `tensorboard --logdir <folder>`.",
         )
+        take_it_with_you(job, stem)

@@ -703,3 +703,31 @@ def test_a_model_that_takes_any_size_says_in_the_studio_which_size_it_read_the_i
     assert not app.exception and not app.error
     assert app.metric[0].value in ("a", "b", "c", "d")
     assert any(caption.value.startswith("Read at 300x200 px.") for caption in app.caption)
+
+
+def test_a_model_trained_in_the_studio_exports_to_onnx_with_its_heatmap_and_to_tflite_with_its_class(
+    tmp_path,
+):
+    import cnnviz
+    from cnnviz.exported import OnnxClassifier
+
+    app = _open("train")
+    app.slider(key="train.epochs").set_value(1)
+    app.button(key="FormSubmitter:train.form-Train").click().run()
+    app = _wait_for_training(app)
+    app.button(key="train.export").click().run()  # ONNX, the first format
+    assert not app.exception and not app.error
+    assert any("heatmap max |diff|" in caption.value for caption in app.caption)
+    job = _studio(app).training_job
+    data, report = job.exports["onnx"]
+    (tmp_path / "trained.onnx").write_bytes(data)  # the bytes the download button sends
+    images = cnnviz.load_dataset("shapes").test.images[:64]
+    probabilities, heatmaps = OnnxClassifier(tmp_path / "trained.onnx").run(images)
+    keras_probabilities = cnnviz.predict_probabilities(job.result.model, images)
+    assert np.mean(probabilities.argmax(axis=1) == keras_probabilities.argmax(axis=1)) >= 0.99
+    assert np.abs(heatmaps - cnnviz.explain(job.result.model, images)).max() <= 0.02
+    app.selectbox(key="train.export_format").set_value("tflite").run()
+    app.button(key="train.export").click().run()
+    assert not app.exception and not app.error
+    assert any("probabilities only" in caption.value for caption in app.caption)
+    assert job.exports["tflite"][0][4:8] == b"TFL3"  # the FlatBuffer's file identifier

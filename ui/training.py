@@ -46,6 +46,20 @@ def zip_folder(folder: str | os.PathLike) -> bytes:
     return buffer.getvalue()
 
 
+def exported_bytes(model, format: str, images) -> tuple[bytes, Any]:
+    """The model exported with its heatmap and validated on `images` (`cnnviz.export`), as download bytes.
+
+    A SavedModel (a folder) comes zipped. Returns the bytes and the `ExportReport`.
+    """
+    from cnnviz.export import SUFFIXES, export
+
+    with tempfile.TemporaryDirectory(prefix="cnnviz-export-") as folder:
+        target = Path(folder) / f"model{SUFFIXES[format]}"
+        report = export(model, target, format, images)
+        data = target.read_bytes() if target.is_file() else zip_folder(target)
+    return data, report
+
+
 def model_bytes(model) -> bytes:
     """The model as .keras file bytes, for a download button."""
     handle, path = tempfile.mkstemp(suffix=".keras")
@@ -135,6 +149,9 @@ class TrainingJob(BackgroundJob):
     result: Any = None  # cnnviz.TrainResult when done
     initial_weights: list | None = None  # the weights training started from
     download: bytes | None = None  # the model as a .keras file, made once
+    exports: dict = dataclasses.field(
+        default_factory=dict
+    )  # format -> (bytes, ExportReport), made on request
     # Unique across sessions: caches shared by all sessions key the model by it.
     uid: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -216,6 +233,14 @@ class TrainingJob(BackgroundJob):
         if self.download is None:
             self.download = model_bytes(self.result.model)
         return self.download
+
+    def export_download(self, format: str) -> tuple[bytes, Any]:
+        """The model in `format` (made once), validated on up to 512 of the run's test images."""
+        if format not in self.exports:
+            test = getattr(self.data, "test", None)
+            images = test.images[:512] if test is not None and len(test) else None
+            self.exports[format] = exported_bytes(self.result.model, format, images)
+        return self.exports[format]
 
 
 @dataclasses.dataclass(kw_only=True)
