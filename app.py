@@ -6,7 +6,7 @@ choice (shared by every page) and navigation; each page lives in pages/.
 
 import streamlit as st
 
-from ui import runtime
+from ui import runtime, warmup
 from ui.admission import busy_page
 from ui.models import load_pending_model, model_picker
 from ui.settings import keep_widget_state, share_settings
@@ -18,6 +18,7 @@ if not runtime.admitted():
     st.navigation([st.Page(busy_page, title="cnnviz studio", default=True)], position="hidden").run()
     st.stop()
 
+warmup.start()  # TensorFlow and the default models, in the background (the Predict page answers meanwhile)
 keep_widget_state()
 # The navigation first: while the model loads, a new server shows the studio's menu, not its file names.
 navigation = st.navigation(
@@ -40,5 +41,5 @@ model_picker()
 try:
     navigation.run()
 finally:  # also after a page's st.stop()
-    load_pending_model()
+    load_pending_model(wait=False)
 share_settings()

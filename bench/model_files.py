@@ -3,7 +3,7 @@
 Run: python bench/model_files.py
 
 Each case is one fresh `python -m cnnviz predict MODEL IMAGE` process; its peak resident memory is the
-kernel's (`ru_maxrss` from `os.wait4`). The hostile files are made by tests/hostile.py (the suite runs the
+kernel's (`VmHWM`, read by the process itself as it exits). The hostile files are made by tests/hostile.py (the suite runs the
 same kinds scaled down, under a lowered `CNNVIZ_MAX_MODEL_BYTES`). For comparison, the weights bomb is
 also opened with plain `keras.saving.load_model`, which is what cnnviz did before its own checks.
 
@@ -31,26 +31,39 @@ from tests import hostile  # noqa: E402
 TARGET_MB = 1536
 
 
-def run(command: list[str]) -> dict:
-    """Runs `command`, returning its exit code, its first `cnnviz:` line and its peak resident memory."""
+# Run in each child: its own peak resident memory (VmHWM) on stderr at exit. Not ru_maxrss: Linux carries
+# the parent's high-water mark across fork and exec, and this bench's own process holds TensorFlow.
+PEAK = """
+import atexit, sys
+def _peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            sys.stderr.write(f"\\nPEAK_KB {line.split()[1]}\\n")
+atexit.register(_peak)
+"""
+
+
+def run(code: str) -> dict:
+    """Runs `code` in a fresh Python, returning its exit code, its first `cnnviz:` line and its peak memory."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     for name in [name for name in env if name.startswith("CNNVIZ_MAX_")]:
         del env[name]  # the defaults
     started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, text=True)
-        _, status, usage = os.wait4(process.pid, 0)  # reaps it, with its resource usage
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        lines = [line for line in err.read().splitlines() if line.startswith("cnnviz:")]
-        lines = lines or out.read().strip().splitlines()[-1:]
+    process = subprocess.run([sys.executable, "-c", PEAK + code], capture_output=True, text=True, env=env)
+    peaks = [int(line.split()[1]) for line in process.stderr.splitlines() if line.startswith("PEAK_KB ")]
+    lines = [line for line in process.stderr.splitlines() if line.startswith("cnnviz:")]
+    lines = lines or process.stdout.strip().splitlines()[-1:]
     return {
         "exit": process.returncode,
         "said": (lines[0] if lines else "")[:160],
-        "peak_mb": round(usage.ru_maxrss / 1024),
+        "peak_mb": round(peaks[-1] / 1024) if peaks else None,  # None: killed before it could say
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def cli(*arguments: str) -> str:
+    """The code that runs `cnnviz ARGUMENTS` as the console script does."""
+    return f"import runpy; sys.argv = ['cnnviz', *{list(arguments)!r}]; runpy.run_module('cnnviz', run_name='__main__')"
 
 
 def honest_model(path: Path) -> Path:
@@ -125,18 +138,16 @@ def main() -> None:
     rows = []
     for name, model, image in cases:
         size_mb = model.stat().st_size / 1024**2
-        result = run([sys.executable, "-m", "cnnviz", "predict", str(model), str(image)])
+        result = run(cli("predict", str(model), str(image)))
         rows.append({"case": name, "file_mb": round(size_mb, 2), **result})
         print(json.dumps(rows[-1]), flush=True)
     bomb = folder / "weights_bomb.keras"
-    plain = run(
-        [sys.executable, "-c", f"import keras; keras.saving.load_model({str(bomb)!r}, compile=False)"]
-    )
+    plain = run(f"import keras; keras.saving.load_model({str(bomb)!r}, compile=False)")
     rows.append(
         {"case": "weights entry inflating to 2 GB, plain keras.saving.load_model", "file_mb": 0, **plain}
     )
     print(json.dumps(rows[-1]), flush=True)
-    floor = run([sys.executable, "-c", "import tensorflow, keras"])
+    floor = run("import tensorflow, keras")
     rows.append({"case": "python -c 'import tensorflow, keras' (floor)", "file_mb": 0, **floor})
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -146,9 +157,9 @@ def main() -> None:
     (ROOT / "bench" / "model-files-last.json").write_text(json.dumps(report, indent=1) + "\n")
     print("\n| case | file | exit | peak RSS | target | said |\n|---|---|---|---|---|---|")
     for row in rows:
-        verdict = "ok" if row["peak_mb"] <= TARGET_MB else "OVER"
+        verdict = "killed" if row["peak_mb"] is None else "ok" if row["peak_mb"] <= TARGET_MB else "OVER"
         print(
-            f"| {row['case']} | {row['file_mb']:g} MB | {row['exit']} | {row['peak_mb']:,} MB | "
+            f"| {row['case']} | {row['file_mb']:g} MB | {row['exit']} | {row['peak_mb'] or 0:,} MB | "
             f"{verdict} | {row['said']} |"
         )
 

@@ -171,9 +171,27 @@ def run(
         strategy=strategy,
         metadata={"training": request.provenance(model_config)},
     )
+    _record_outcome(result)
     if checkpoint_path is not None:
         save_as_chief(result.model, checkpoint_path, strategy)
     return result
+
+
+def _record_outcome(result) -> None:
+    """Adds the run's per-epoch curves and how it ended to the model's provenance (for its model card)."""
+    from cnnviz.saving import get_metadata, set_metadata
+
+    training = dict(get_metadata(result.model).get("training", {}))
+    training["history"] = {
+        name: [float(value) for value in values] for name, values in result.history.items()
+    }
+    training["outcome"] = {
+        "epochs": result.epochs,
+        "train_seconds": round(float(result.train_seconds), 2),
+        "stop_reason": result.stop_reason,
+        "val_accuracy": result.val_accuracy,
+    }
+    set_metadata(result.model, training=training)
 
 
 def split_seed_of(model) -> int:
@@ -332,3 +350,90 @@ def export_model(
             )
     images = evaluation_data(model, data, load=load).test.images
     return export(model, path, format, images)
+
+
+def model_card(
+    model,
+    data=None,
+    *,
+    settings_link: str | None = None,
+    load: Callable[..., Any] | None = None,
+    examples: int = 8,
+) -> str:
+    """A model card (`cnnviz.report`): one self-contained HTML file, scored on images the model never saw.
+
+    Args:
+        model: a classifier with class names (e.g. from `cnnviz.load_model`).
+        data: the labelled images, as `evaluation_data` takes them; defaults to the model's recorded source.
+        settings_link: the studio link of the training settings, when the caller has one.
+        load: the loader, as for `evaluation_data`.
+        examples: how many mistakes and samples to show, at most.
+
+    Returns:
+        The HTML text.
+
+    Raises:
+        ConfigError: no data given and none recorded in the model.
+    """
+    import datetime
+
+    import numpy as np
+
+    from cnnviz.errors import ConfigError
+    from cnnviz.evaluation import evaluate
+    from cnnviz.explanations import explain_each
+    from cnnviz.models import describe_model
+    from cnnviz.report import render_card
+    from cnnviz.saving import class_names_of, get_metadata
+
+    provenance = get_metadata(model).get("training", {})
+    if data is None:
+        data = provenance.get("data")
+        if data is None:
+            raise ConfigError(
+                "the model records no training data to score it on; give data (a built-in name, a folder "
+                "or a .zip of labelled images)."
+            )
+    dataset = evaluation_data(model, data, load=load)
+    result = evaluate(model, dataset, split="test")
+    names = class_names_of(model)
+    predicted = result.probabilities.argmax(axis=1)
+    confidence = result.probabilities[np.arange(len(predicted)), predicted]
+    wrong = np.flatnonzero(predicted != result.labels)
+    wrong = wrong[np.argsort(-confidence[wrong])][:examples]
+    right = [
+        int(np.flatnonzero((result.labels == index) & (predicted == index))[0])
+        for index in range(len(names))
+        if np.any((result.labels == index) & (predicted == index))
+    ][:examples]
+    images = dataset.test.images
+
+    def shown(indices, caption):
+        chosen = [images[index] for index in indices]
+        heatmaps = (
+            explain_each(model, chosen, class_index=[int(predicted[index]) for index in indices])
+            if chosen
+            else []
+        )
+        return [(image, heatmap, caption(index)) for image, heatmap, index in zip(chosen, heatmaps, indices)]
+
+    return render_card(
+        title=model.name,
+        class_names=names,
+        data_summary=f"{dataset.name}: {len(names)} classes, {'x'.join(map(str, dataset.image_shape))}; "
+        f"scored on its {len(dataset.test):,} test images, which the model never trained on",
+        layers=describe_model(model),
+        parameters=int(model.count_params()),
+        provenance=provenance,
+        result=result,
+        mistakes=shown(
+            wrong,
+            lambda index: (
+                f"true {names[result.labels[index]]}, said {names[predicted[index]]} "
+                f"({confidence[index]:.0%})"
+            ),
+        ),
+        samples=shown(right, lambda index: f"{names[predicted[index]]} ({confidence[index]:.0%})"),
+        settings_link=settings_link,
+        created=datetime.date.today().isoformat(),
+    )

@@ -4,8 +4,9 @@ import streamlit as st
 
 import cnnviz
 from cnnviz import plotting
-from ui import compute, runtime
+from ui import compute, runtime, warmup
 from ui.models import require_model
+from ui.quick import answer, quick_choice
 from ui.widgets import image_picker, method_layer
 
 runtime.enter_page()
@@ -14,7 +15,27 @@ st.write(
     "Upload an image and a small convolutional network classifies it. The bars show how sure it is about each "
     "class; the heatmap shows which pixels drove the decision (red = most important)."
 )
-choice = require_model()
+
+
+@st.fragment(run_every=1.0)
+def quick_panel(quick) -> None:
+    """Until TensorFlow is loaded: the answer from the model's ONNX export, then the full page."""
+    if warmup.ready():
+        st.rerun()  # the full page, with the same upload
+    picked = image_picker("predict", quick.sample_prefix, camera=True, drawing=quick.drawing)
+    if picked is None:
+        return
+    image, caption = picked
+    prediction = answer(quick, image)
+    st.radio("Heatmap method", ["Grad-CAM"], disabled=True, horizontal=True, key="predict.quick_method")
+    controls = st.columns([3, 1])
+    controls[0].caption("The other heatmap methods and the layer choice: loading TensorFlow...")
+    opacity = controls[1].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="predict.opacity")
+    left, middle, right = st.columns([1, 1, 1.3])
+    left.image(image, caption=caption, width="stretch")
+    middle.image(compute.overlay(image, prediction["heatmap"], opacity), caption="Grad-CAM", width="stretch")
+    right.metric("Prediction", prediction["class"], f"{prediction['probability']:.1%} sure")
+    right.plotly_chart(plotting.probability_figure(prediction["top_k"]), key="predict.quick_chart")
 
 
 # A fragment: a new upload, sample or setting reruns only this part, not the
@@ -60,4 +81,8 @@ def predict_panel(choice) -> None:
         st.caption(note)
 
 
-predict_panel(choice)
+quick = quick_choice()
+if quick is not None:
+    quick_panel(quick)
+else:
+    predict_panel(require_model())

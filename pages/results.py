@@ -1,5 +1,7 @@
 """Results: how well the model does on test images it never saw, and where it goes wrong."""
 
+import functools
+
 import pandas as pd
 import streamlit as st
 
@@ -9,6 +11,7 @@ from ui import compute, runtime
 from ui.data import SAMPLE_LIMIT, in_memory
 from ui.models import require_model
 from ui.session import studio
+from ui.settings import settings_link
 from ui.widgets import selected_cells
 
 runtime.enter_page()
@@ -48,10 +51,19 @@ def heatmap_pairs(indices, titles, key: str) -> None:
     st.plotly_chart(plotting.heatmap_pairs_figure(images, heatmaps, titles), key=key)
 
 
-top = st.columns(3)
+top = st.columns([1, 1, 1, 1.3])
 top[0].metric("Test accuracy", f"{evaluation.accuracy:.1%}")
 top[1].metric("Test images", f"{evaluation.n:,}")
 top[2].metric("Mistakes", f"{len(evaluation.misclassified):,}")
+top[3].download_button(
+    "Download the model card (.html)",
+    functools.partial(compute.model_card, choice.model, choice.key, data, settings_link()),  # made on click
+    file_name=f"{choice.model.name}-model-card.html",
+    mime="text/html",
+    key="results.card",
+    help="One HTML file that opens offline: the data, the design, the training, these metrics, the confusion "
+    "matrix, the most confident mistakes and sample heatmaps, and a link to these settings.",
+)
 
 left, right = st.columns([3, 2])
 with left:

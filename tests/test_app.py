@@ -12,7 +12,13 @@ TIMEOUT = 180
 
 
 def _open(page: str | None = None, model: str | None = None, **state) -> AppTest:
-    """Runs the app, optionally on a page, with a model chosen in the sidebar and other settings."""
+    """Runs the app, optionally on a page, with a model chosen in the sidebar and other settings.
+
+    TensorFlow and the default models are loaded first (ui.warmup), as on a server a few seconds after its
+    first visit: the pages are the full ones, not Predict's ONNX stand-in (tested on its own)."""
+    from ui import warmup
+
+    warmup.model(warmup.FILES[0])
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     if model:
         app.session_state["model.choice"] = model
@@ -731,3 +737,34 @@ def test_a_model_trained_in_the_studio_exports_to_onnx_with_its_heatmap_and_to_t
     assert not app.exception and not app.error
     assert any("probabilities only" in caption.value for caption in app.caption)
     assert job.exports["tflite"][0][4:8] == b"TFL3"  # the FlatBuffer's file identifier
+
+
+def test_before_tensorflow_is_loaded_predict_answers_from_onnx_and_then_the_same_from_keras(monkeypatch):
+    from ui import warmup
+
+    app = _open()
+    keras_answer = (app.metric[0].value, app.metric[0].proto.delta)
+    monkeypatch.setattr(warmup, "ready", lambda: False)  # as on a server whose TensorFlow is still loading
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not app.exception and not app.error
+    assert (app.metric[0].value, app.metric[0].proto.delta) == keras_answer  # class and how sure
+    assert len(app.get("image")) == 2  # the image and its Grad-CAM
+    assert app.radio(key="predict.quick_method").disabled
+    assert any("loading TensorFlow" in caption.value for caption in app.caption)
+    assert any("Loading TensorFlow" in caption.value for caption in app.sidebar.caption)
+    quick_heatmap = app.get("image")[1].proto.imgs[0].url
+    # An upload meanwhile is answered too.
+    circle = (ROOT / "assets" / "samples" / "shape_square.png").read_bytes()
+    app.file_uploader(key="predict.upload").set_value(("square.png", circle, "image/png")).run()
+    assert not app.exception and app.metric[0].value == "square"
+    monkeypatch.setattr(warmup, "ready", lambda: True)  # TensorFlow is in: the full page, same upload
+    app.run()
+    assert not app.exception and app.metric[0].value == "square"
+    assert app.radio(key="predict.method").value == "gradcam" and not app.radio(key="predict.method").disabled
+    assert quick_heatmap  # (the images are served by URL; their pixels are compared in tests/test_export.py)
+
+
+def test_the_results_page_offers_a_model_card_download():
+    app = _open("results")
+    buttons = [button for button in app.get("download_button") if "model card" in button.proto.label]
+    assert len(buttons) == 1 and not app.exception  # its content: tests/test_report.py and the browser suite

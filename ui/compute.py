@@ -161,3 +161,8 @@ def sample_images(prefix: str | None) -> dict[str, Path]:
     return {
         path.stem.removeprefix(prefix): path for path in sorted((ASSETS / "samples").glob(f"{prefix}*.png"))
     }
+
+
+def model_card(model, model_key: str, data, link: str | None) -> bytes:
+    """The model card's HTML bytes (`cnnviz.runs.model_card`), made when its download button is pressed."""
+    return runs.model_card(model, data, settings_link=link).encode("utf-8")

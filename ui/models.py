@@ -17,7 +17,7 @@ import streamlit as st
 import cnnviz
 from cnnviz.images import any_size_note, takes_any_size
 from cnnviz.introspect import input_shape_of
-from ui import ASSETS
+from ui import ASSETS, warmup
 from ui.session import PendingModel, Upload, studio
 from ui.settings import MODEL_CHOICE_KEY, valid_choice
 
@@ -106,6 +106,8 @@ def _recorded_source(model) -> str | None:
 @st.cache_resource(show_spinner="Loading the model...")
 def load_default_model(file_name: str):
     # Shared read-only by every session: no page may change it (cnnviz never does).
+    if file_name in warmup.FILES:
+        return warmup.model(file_name)  # loaded in the background since the server's first visit
     return cnnviz.load_model(ASSETS / "models" / file_name)
 
 
@@ -222,14 +224,19 @@ def _describe(choice: ModelChoice, place) -> None:
     )
 
 
-def load_pending_model() -> None:
+def load_pending_model(wait: bool = True) -> None:
     """Loads the default model that `model_picker` chose in this run, if no page has asked for it yet.
 
-    app.py calls it after the page, so the sidebar describes the model on every page."""
+    app.py calls it after the page, so the sidebar describes the model on every page; there it does not
+    wait for TensorFlow (`wait=False`): the sidebar says it is loading, and the next run describes it."""
     session = studio()
-    pending, session.pending_model = session.pending_model, None
+    pending = session.pending_model
     if pending is None:
         return
+    if not wait and not warmup.ready():
+        pending.caption_slot.caption("Loading TensorFlow... the model's details appear in a moment.")
+        return
+    session.pending_model = None
     file_name, prefix, source = DEFAULTS[pending.label]
     model = load_default_model(file_name)
     choice = ModelChoice(

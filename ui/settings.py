@@ -458,6 +458,15 @@ def share_settings() -> None:
                 st.query_params[key] = encoded
 
 
+def settings_link(page: str = "train") -> str:
+    """A link to `page` of this studio that carries the current shared settings (for a model card)."""
+    from urllib.parse import urlencode, urlsplit
+
+    query = {key: json.dumps(st.session_state[key]) for key in SHARED_KEYS if key in st.session_state}
+    parts = urlsplit(st.context.url or "http://localhost:8501/")
+    return f"{parts.scheme}://{parts.netloc}/{page}?{urlencode(query)}"
+
+
 def valid_choice(key: str, options) -> None:
     """Forgets a stored choice that is not among `options` (a stale or hand-edited link)."""
     if key in st.session_state and not _among(st.session_state[key], options):

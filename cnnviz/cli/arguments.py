@@ -297,6 +297,17 @@ def _add_export(commands) -> None:
     export.add_argument("--json", action="store_true")
 
 
+def _add_report(commands) -> None:
+    report = commands.add_parser("report", help="write a model card: one HTML file that opens offline")
+    report.add_argument("model", metavar="MODEL.keras")
+    report.add_argument(
+        "--data",
+        default=None,
+        help="labelled images to score it on (default: its own training data's test split)",
+    )
+    report.add_argument("--out", required=True, metavar="CARD.html")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cnnviz import __version__
 
@@ -304,6 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cnnviz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for add in (_add_train, _add_evaluate, _add_predict, _add_explain, _add_compare, _add_export):
+    for add in (
+        _add_train,
+        _add_evaluate,
+        _add_predict,
+        _add_explain,
+        _add_compare,
+        _add_export,
+        _add_report,
+    ):
         add(commands)
     return parser

@@ -411,6 +411,21 @@ def _command_export(args) -> int:
     return 0
 
 
+def _command_report(args) -> int:
+    import cnnviz
+    from cnnviz import runs
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--out {args.out}: give a file name ending in .html")
+    model = cnnviz.load_model(args.model)
+    page = runs.model_card(model, args.data, load=_load_data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    print(f"{out} ({len(page.encode()) / 1024**2:.1f} MB): open it in any browser, no network needed")
+    return 0
+
+
 COMMANDS = {
     "train": _command_train,
     "evaluate": _command_evaluate,
@@ -418,4 +433,5 @@ COMMANDS = {
     "explain": _command_explain,
     "compare": _command_compare,
     "export": _command_export,
+    "report": _command_report,
 }

@@ -1,0 +1,51 @@
+"""TensorFlow and the default models, loaded once per server in a background thread.
+
+`import tensorflow` takes 4 to 7 s. A server starts that import in the background on its first script run
+(`start`), and until it is done (`ready`) the Predict page answers with the default models' ONNX exports
+(`ui.quick`), which onnxruntime loads in a fraction of a second. Pages that need Keras wait for `model`.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import cnnviz
+from ui import ASSETS
+
+_DONE = threading.Event()
+_LOCK = threading.Lock()
+_STATE: dict = {"thread": None, "models": {}, "error": None}
+#: The default model files loaded in the background, the first one first.
+FILES = ("shapes.keras", "digits.keras")
+
+
+def _load() -> None:
+    try:
+        for file_name in FILES:
+            _STATE["models"][file_name] = cnnviz.load_model(ASSETS / "models" / file_name)
+    except Exception as error:  # kept and raised to the page that asks (model), never lost in the thread
+        _STATE["error"] = error
+    finally:
+        _DONE.set()
+
+
+def start() -> None:
+    """Starts loading TensorFlow and the default models, once per server; returns at once."""
+    with _LOCK:
+        if _STATE["thread"] is None:
+            _STATE["thread"] = threading.Thread(target=_load, name="cnnviz-warmup", daemon=True)
+            _STATE["thread"].start()
+
+
+def ready() -> bool:
+    """Whether the default models are loaded (TensorFlow with them)."""
+    return _DONE.is_set()
+
+
+def model(file_name: str):
+    """A default model, waiting for the background load if it is still going on."""
+    start()
+    _DONE.wait()
+    if _STATE["error"] is not None:
+        raise _STATE["error"]
+    return _STATE["models"][file_name]
