@@ -18,7 +18,6 @@ if not runtime.admitted():
     st.navigation([st.Page(busy_page, title="cnnviz studio", default=True)], position="hidden").run()
     st.stop()
 
-warmup.start()  # TensorFlow and the default models, in the background (the Predict page answers meanwhile)
 keep_widget_state()
 # The navigation first: while the model loads, a new server shows the studio's menu, not its file names.
 navigation = st.navigation(
@@ -41,5 +40,8 @@ model_picker()
 try:
     navigation.run()
 finally:  # also after a page's st.stop()
+    # TensorFlow and the default models, in the background, once this first page is drawn and fetched:
+    # importing TensorFlow holds the interpreter for seconds; the page (answered from ONNX meanwhile) comes first.
+    warmup.start(delay=2.0)
     load_pending_model(wait=False)
 share_settings()

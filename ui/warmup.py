@@ -13,13 +13,15 @@ import cnnviz
 from ui import ASSETS
 
 _DONE = threading.Event()
+_START = threading.Event()
 _LOCK = threading.Lock()
 _STATE: dict = {"thread": None, "models": {}, "error": None}
 #: The default model files loaded in the background, the first one first.
 FILES = ("shapes.keras", "digits.keras")
 
 
-def _load() -> None:
+def _load(delay: float) -> None:
+    _START.wait(delay)  # cut short by a page that needs the models now (model)
     try:
         for file_name in FILES:
             _STATE["models"][file_name] = cnnviz.load_model(ASSETS / "models" / file_name)
@@ -29,11 +31,17 @@ def _load() -> None:
         _DONE.set()
 
 
-def start() -> None:
-    """Starts loading TensorFlow and the default models, once per server; returns at once."""
+def start(delay: float = 0.0) -> None:
+    """Starts loading TensorFlow and the default models, once per server, after `delay` seconds; returns at once.
+
+    The delay lets the first visitor's browser fetch the page's images first: importing TensorFlow holds
+    the interpreter, and the server's web requests with it, for seconds.
+    """
     with _LOCK:
         if _STATE["thread"] is None:
-            _STATE["thread"] = threading.Thread(target=_load, name="cnnviz-warmup", daemon=True)
+            _STATE["thread"] = threading.Thread(
+                target=_load, args=(delay,), name="cnnviz-warmup", daemon=True
+            )
             _STATE["thread"].start()
 
 
@@ -45,6 +53,7 @@ def ready() -> bool:
 def model(file_name: str):
     """A default model, waiting for the background load if it is still going on."""
     start()
+    _START.set()  # no more waiting: somebody needs them
     _DONE.wait()
     if _STATE["error"] is not None:
         raise _STATE["error"]
