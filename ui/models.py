@@ -103,7 +103,7 @@ def _recorded_source(model) -> str | None:
     return source if source in BUILTIN_SOURCES else None
 
 
-@st.cache_resource(show_spinner="Loading the model...")
+@st.cache_resource(show_spinner="Loading TensorFlow and the model...")
 def load_default_model(file_name: str):
     # Shared read-only by every session: no page may change it (cnnviz never does).
     if file_name in warmup.FILES:

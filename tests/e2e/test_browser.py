@@ -170,7 +170,7 @@ def test_a_deep_link_as_the_first_request_gets_the_studios_navigation(server, pa
     page.goto(f"{server}/weights")
     # While the first model loads (TensorFlow starts: seconds), the menu is already the studio's
     # and the page already shows its title and what it is about.
-    page.get_by_text("Loading the model").wait_for()
+    page.get_by_text("Loading TensorFlow and the model").wait_for()
     assert "Look inside" in page.get_by_test_id("stSidebarNav").inner_text()
     assert page.locator("h1", has_text="Weights").count() == 1
     page.locator("h1", has_text="Weights").wait_for()
