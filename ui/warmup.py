@@ -39,6 +39,12 @@ def start(delay: float = 0.0) -> None:
     """
     with _LOCK:
         if _STATE["thread"] is None:
+            # Imported here first, in the calling script thread: TensorFlow's import also imports them, and
+            # two threads importing pandas at once (each holding a module the other needs) get a partly
+            # initialized pandas ("has no attribute 'Series'", found with 10 visitors at once).
+            import pandas  # noqa: F401
+            import pyarrow  # noqa: F401
+
             _STATE["thread"] = threading.Thread(
                 target=_load, args=(delay,), name="cnnviz-warmup", daemon=True
             )
