@@ -186,6 +186,7 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, nargs="*", default=[10, 15, 20, 25, 30, 40, 50])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long each visitor keeps acting")
     parser.add_argument("--no-busy", action="store_true", help="skip the busy-limit phase")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "load-last.json"), help="where the results go")
     args = parser.parse_args()
     unlimited = {"CNNVIZ_MAX_SESSIONS": "1000"}
     levels = []
@@ -205,7 +206,7 @@ def main() -> None:
         busy = crowd(max(args.visitors), args.seconds / 2, {"CNNVIZ_MAX_SESSIONS": str(knee)})
         report["busy_phase"] = {"limit": knee, **busy}
         print(json.dumps(report["busy_phase"]), flush=True)
-    (ROOT / "bench" / "load-last.json").write_text(json.dumps(report, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(f"knee (most visitors with p95 < 2 s and no errors): {knee}")
 
 
