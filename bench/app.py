@@ -49,26 +49,31 @@ st.file_uploader("Upload an image")
 """
 
 
+def open_cold(page, app: Path, cwd: Path) -> subprocess.Popen:
+    """Starts `streamlit run APP` on a free port and opens it in `page` as soon as it answers."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    while True:
+        try:
+            page.goto(f"http://127.0.0.1:{port}/")
+            return server
+        except Exception:
+            time.sleep(0.1)
+
+
 def minimal_first_paint(browser, folder: Path) -> float:
     """`streamlit run` of a title and a file uploader, started and timed as the studio is below."""
     app = folder / "minimal_app.py"
     app.write_text(MINIMAL_APP)
-    port = free_port()
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(120_000)
     start = time.perf_counter()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    server = open_cold(page, app, folder)
     try:
-        while True:
-            try:
-                page.goto(f"http://127.0.0.1:{port}/")
-                break
-            except Exception:
-                time.sleep(0.1)
         page.locator("h1", has_text="Minimal app").wait_for()
         page.get_by_test_id("stFileUploaderDropzoneInput").wait_for(state="attached")
         return time.perf_counter() - start
@@ -92,7 +97,6 @@ def main():
         Image.fromarray(images[index]).save(path)
         files.append((path, SHAPE_CLASSES[labels[index]]))
 
-    port = free_port()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         minimal = minimal_first_paint(browser, folder)
@@ -102,18 +106,8 @@ def main():
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
         start = time.perf_counter()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        server = open_cold(page, ROOT / "app.py", ROOT)
         try:
-            while True:
-                try:
-                    page.goto(f"http://127.0.0.1:{port}/")
-                    break
-                except Exception:
-                    time.sleep(0.1)
             page.locator("h1", has_text="What does the network see").wait_for()
             titled = time.perf_counter() - start
             page.locator("[data-testid=stImage] img").nth(1).wait_for()  # image + heatmap
