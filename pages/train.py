@@ -124,13 +124,14 @@ def take_it_with_you(job, stem: str) -> None:
         data, report = job.exports[format]
         suffix = {"onnx": ".onnx", "tflite": ".tflite", "savedmodel": "-savedmodel.zip"}[format]
         right.download_button(
-            f"Download run {job.run_id}'s model ({labels[format]})",
+            f"Download run {job.run_id}'s model ({format})",
             data,
             file_name=f"{stem}{suffix}",
             mime="application/octet-stream",
             key=f"train.export_download.{format}",
         )
-        right.caption(report.summary().split(": ", 1)[1].capitalize() + ".")
+        summary = report.summary().split(": ", 1)[1]
+        right.caption(summary[:1].upper() + summary[1:] + ".")
 
 
 # Polls every second only while a run goes on.
