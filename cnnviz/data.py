@@ -120,12 +120,15 @@ class LoadReport:
         skipped: list of `(file, reason)` for files that could not be used.
         ignored: number of junk entries ignored (`__MACOSX/`, `.DS_Store`, ...).
         per_class: images loaded per class name.
+        size_reason: why the images have the size they are trained at, in words
+            (e.g. "all images are 28x28").
     """
 
     loaded: int = 0
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     ignored: int = 0
     per_class: dict[str, int] = dataclasses.field(default_factory=dict)
+    size_reason: str = ""
 
     def summary(self) -> str:
         text = f"{self.loaded} images loaded"
@@ -251,6 +254,40 @@ def native_image_size(source: str) -> tuple[int, int] | None:
     return _NATIVE_SIZES.get(str(source).strip().lower().replace("-", "_"))
 
 
+#: The largest side a folder or zip trains at by default; larger images are scaled down to it.
+MAX_NATIVE_SIDE = 128
+#: The smallest side a folder or zip trains at by default; smaller images are scaled up to it.
+MIN_NATIVE_SIDE = 8
+
+
+def native_size(sizes: list[tuple[int, int]]) -> tuple[tuple[int, int], str]:
+    """The `(height, width)` a folder's images train at, and why, from their `(height, width)` sizes.
+
+    Images that share one size train at it; otherwise at the median height and width. Either way the
+    longer side is scaled down to `MAX_NATIVE_SIDE` (keeping the aspect ratio) when it is longer.
+    """
+    if not sizes:
+        raise DatasetError("no images to size.")
+    counts = Counter((int(height), int(width)) for height, width in sizes)
+    if len(counts) == 1:
+        (height, width), _ = counts.most_common(1)[0]
+        reason = f"all images are {height}x{width}"
+    else:
+        height = int(np.median([size[0] for size in sizes]))
+        width = int(np.median([size[1] for size in sizes]))
+        reason = f"the images differ in size ({len(counts)} sizes); {height}x{width} is the median"
+    longest, shortest = max(height, width), min(height, width)
+    if longest > MAX_NATIVE_SIDE:
+        scale = MAX_NATIVE_SIDE / longest
+        height, width = (max(MIN_NATIVE_SIDE, round(side * scale)) for side in (height, width))
+        reason += f", scaled down to {height}x{width} (at most {MAX_NATIVE_SIDE} px a side)"
+    elif shortest < MIN_NATIVE_SIDE:
+        scale = MIN_NATIVE_SIDE / shortest
+        height, width = (min(MAX_NATIVE_SIDE, round(side * scale)) for side in (height, width))
+        reason += f", scaled up to {height}x{width} (at least {MIN_NATIVE_SIDE} px a side)"
+    return (height, width), reason
+
+
 def _resize_all(images: NDArray, size: tuple[int, int] | None) -> NDArray:
     if size is None or tuple(images.shape[1:3]) == tuple(size):
         return images
@@ -286,7 +323,9 @@ def load_dataset(
             A folder (or zip) that holds `train/` and `test/` folders uses them as
             the splits.
         image_size: int or `(height, width)` to resize images to. Defaults to
-            the source's own size (folders and zips: 64).
+            the source's own size; for folders and zips, the size their images
+            share, else the median size, scaled down to fit 128 px (see
+            `native_size`; `report.size_reason` says which).
         validation_split: float, fraction of training data held out for
             validation. Defaults to `0.1`.
         test_split: float, fraction held out for testing where the source has
@@ -328,7 +367,7 @@ def load_dataset(
             f"or one of {', '.join(BUILTIN_SOURCES)}."
         )
     if path.is_dir() or path.is_file():
-        return _load_files(path, size or (64, 64), validation_split, test_split, seed, progress)
+        return _load_files(path, size, validation_split, test_split, seed, progress)
     raise DatasetError(
         f"unknown data source {text!r}: give one of {', '.join(BUILTIN_SOURCES)}, "
         "a folder of class subfolders, or a .zip of one."
@@ -606,7 +645,7 @@ def _drop_empty_classes(label: str, class_names, labels, report: LoadReport):
 def _read_entries(
     label: str,
     entries: list[_Entry],
-    size: tuple[int, int],
+    size: tuple[int, int] | None,
     validation_split: float,
     test_split: float,
     seed: int,
@@ -618,6 +657,10 @@ def _read_entries(
     if not images:
         raise DatasetError(f"{label}: no readable images found ({report.summary()}).")
     class_names, labels = _drop_empty_classes(label, class_names, labels, report)
+    if size is None:
+        size, report.size_reason = native_size([image.shape[:2] for image in images])
+    else:
+        report.size_reason = f"resized to the {size[0]}x{size[1]} asked for"
     # Grayscale stays grayscale, also when a format stored it as RGB (WebP).
     channels = 1 if all(_is_gray(image) for image in images) else 3
     array = np.stack([resize_image(image, size, channels) for image in images])
@@ -658,7 +701,7 @@ def _is_gray(image: NDArray) -> bool:
 
 def _load_files(
     path: Path,
-    image_size: tuple[int, int],
+    image_size: tuple[int, int] | None,
     validation_split: float,
     test_split: float,
     seed: int,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from cnnviz.data import (
     check_fraction,
     is_hidden,
     is_junk,
+    native_size,
     normalize_size,
     stratified_split,
 )
@@ -225,23 +225,23 @@ def _list_class_files(root: Path, report: LoadReport) -> tuple[tuple[str, ...], 
     return tuple(class_names), files, labels
 
 
-def _peek_shape(files: list[str], count: int = 16) -> tuple[int, int, bool]:
-    """Height, width and grayness of the first readable images (headers and a few pixels)."""
+def _peek_shape(files: list[str], count: int = 64) -> tuple[list[tuple[int, int]], bool]:
+    """The `(height, width)` sizes and grayness of up to `count` images spread over the list (headers only)."""
     from PIL import Image
 
-    sizes, gray = Counter(), True
-    for path in files[:count]:
+    step = max(1, len(files) // count)
+    sizes, gray = [], True
+    for path in files[::step][:count]:
         try:
             with Image.open(path) as image:
-                sizes[image.size] += 1
+                sizes.append((image.height, image.width))
                 if image.mode not in ("L", "LA", "I", "I;16", "1"):
                     gray = False
         except OSError:
             continue
     if not sizes:
-        raise DatasetError(f"none of the first {count} images could be read; check the folder.")
-    (width, height), _ = sizes.most_common(1)[0]
-    return height, width, gray
+        raise DatasetError(f"none of the {count} images looked at could be read; check the folder.")
+    return sizes, gray
 
 
 def stream_image_folder(
@@ -259,8 +259,10 @@ def stream_image_folder(
         root: folder with one subfolder of images per class (a single
             wrapping folder is looked through). PNG, JPEG, GIF and BMP files
             are used; others are listed in `report.skipped`.
-        image_size: `(height, width)` or one side; `None` = the most common
-            size among the first images.
+        image_size: `(height, width)` or one side; `None` = the size the
+            images share, else their median size, scaled down to fit 128 px
+            (`cnnviz.data.native_size`, from 64 images spread over the folder;
+            `report.size_reason` says which).
         channels: 1 or 3; `None` = 1 if the first images are grayscale.
         validation_split: float, fraction held out for validation (stratified).
         test_split: float, fraction held out for testing.
@@ -278,9 +280,12 @@ def stream_image_folder(
     report = LoadReport()
     class_names, files, labels = _list_class_files(root, report)
     size = normalize_size(image_size)
-    height, width, gray = _peek_shape(files)
-    if size is not None:
+    sizes, gray = _peek_shape(files)
+    if size is None:
+        (height, width), report.size_reason = native_size(sizes)
+    else:
         height, width = size
+        report.size_reason = f"resized to the {height}x{width} asked for"
     if channels is None:
         channels = 1 if gray else 3
     if channels not in (1, 3):

@@ -7,7 +7,15 @@ import cnnviz
 from cnnviz import plotting
 from cnnviz.training.config import TrainConfig
 from ui import compute, runtime, settings
-from ui.data import FOLDER_KEY, SAMPLE_LIMIT, current_data, in_memory, load_uploaded_zip, open_folder
+from ui.data import (
+    FOLDER_KEY,
+    SAMPLE_LIMIT,
+    current_data,
+    in_memory,
+    load_uploaded_zip,
+    open_folder,
+    size_note,
+)
 
 runtime.enter_page()
 st.title("Data")
@@ -57,6 +65,7 @@ top[0].metric("Classes", data.num_classes)
 top[1].metric("Image size", f"{height}x{width}x{channels}")
 top[2].metric("Training images", f"{len(data.train):,}")
 top[3].metric("Validation / test", f"{len(data.validation):,} / {len(data.test):,}")
+st.caption(size_note(data))
 if data.report is not None and (data.report.skipped or data.report.ignored):
     st.warning(data.report.summary() + ".")
 if isinstance(data, cnnviz.ImageStream):

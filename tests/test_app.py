@@ -535,6 +535,28 @@ def test_hostile_and_good_zips_on_the_data_page(tmp_path):
         assert total + held_out == images, name
 
 
+def test_a_zip_of_28x28_gray_digits_trains_at_28x28_gray_and_the_data_page_says_why(tmp_path):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index in range(20):
+            png = io.BytesIO()
+            Image.fromarray(rng.integers(0, 255, (28, 28), np.uint8)).save(png, format="PNG")
+            archive.writestr(f"digits/{index % 2}/{index}.png", png.getvalue())
+    app = _open("data", data__source="upload")
+    app.file_uploader(key="data.zip").set_value(("digits.zip", buffer.getvalue(), "application/zip")).run()
+    assert not app.exception and not app.error
+    assert app.metric[1].value == "28x28x1"
+    assert any(
+        "**28x28**, gray (one channel): all images are 28x28" in caption.value for caption in app.caption
+    )
+
+
 def _another_value(setting):
     """A value the setting's widget allows that is not its default."""
     default = setting.initial()

@@ -174,6 +174,45 @@ def test_folder_grayscale_stays_grayscale(tmp_path):
     assert data.image_shape == (10, 12, 1)
 
 
+def test_a_folder_of_28x28_gray_images_loads_at_28x28_with_one_channel_and_says_why(tmp_path):
+    root = _make_class_folder(tmp_path / "digits", size=(28, 28), gray=True)
+    data = cnnviz.load_dataset(root)
+    assert data.image_shape == (28, 28, 1)
+    assert data.report.size_reason == "all images are 28x28"
+
+
+def test_a_folder_of_mixed_sizes_loads_at_the_median_height_and_width(tmp_path):
+    root = tmp_path / "mixed"
+    rng = np.random.default_rng(0)
+    # heights 20, 30, 40 (median 30); widths 50, 60, 70 (median 60)
+    for index, size in enumerate([(20, 50), (30, 60), (40, 70)] * 2):
+        write_image(root / ("a", "b")[index % 2] / f"{index}.png", rng.integers(0, 255, (*size, 3), np.uint8))
+    data = cnnviz.load_dataset(root, validation_split=0.0, test_split=0.34)
+    assert data.image_shape == (30, 60, 3)
+    assert "median" in data.report.size_reason and "30x60" in data.report.size_reason
+
+
+def test_large_images_are_scaled_down_to_fit_128_keeping_their_aspect_ratio(tmp_path):
+    root = _make_class_folder(tmp_path / "photos", per_class=2, size=(200, 300))
+    data = cnnviz.load_dataset(root, test_split=0.5, validation_split=0.0)
+    assert data.image_shape == (85, 128, 3)  # 200 * 128 / 300 = 85.3
+    assert "scaled down to 85x128" in data.report.size_reason
+
+
+def test_image_size_overrides_the_native_size(tmp_path):
+    root = _make_class_folder(tmp_path / "digits", size=(28, 28), gray=True)
+    data = cnnviz.load_dataset(root, image_size=40)
+    assert data.image_shape == (40, 40, 1)
+    assert data.report.size_reason == "resized to the 40x40 asked for"
+
+
+def test_native_size_of_tiny_images_is_scaled_up_to_the_smallest_side():
+    from cnnviz.data import MIN_NATIVE_SIDE, native_size
+
+    size, reason = native_size([(4, 6)] * 3)
+    assert size == (MIN_NATIVE_SIDE, 12) and "scaled up" in reason
+
+
 def test_zip_with_single_top_folder_and_macos_junk(tmp_path):
     root = _make_class_folder(tmp_path / "src" / "photos")
     archive_path = tmp_path / "photos.zip"

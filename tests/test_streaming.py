@@ -66,6 +66,15 @@ def test_mixed_sizes_are_resized_gray_is_detected_and_broken_files_skipped(tmp_p
     assert len(labels) == 49
 
 
+def test_a_streamed_folder_trains_at_the_size_its_images_share(tmp_path):
+    root = _bright_dark_folder(tmp_path / "set", size=(20, 24), gray=True, formats=("png",))
+    stream = cnnviz.stream_image_folder(root, validation_split=0.0)
+    assert stream.image_shape == (20, 24, 1)
+    assert stream.report.size_reason == "all images are 20x24"
+    images, _ = stream.arrays("train")
+    assert images.shape[1:] == (20, 24, 1)
+
+
 @pytest.mark.parametrize(
     "make, message",
     [

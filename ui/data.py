@@ -74,6 +74,14 @@ def load_uploaded_zip(data: bytes, name: str):
     return dataset
 
 
+def size_note(data) -> str:
+    """Which size and channels the images train at, and why, in one sentence."""
+    height, width, channels = data.image_shape
+    kind = "gray (one channel)" if channels == 1 else "colour"
+    reason = data.report.size_reason if data.report is not None else ""
+    return f"Images train at **{height}x{width}**, {kind}: {reason or 'the size this source comes in'}."
+
+
 def current_data_or_stop():
     """`current_data()`, or the page shows why the data cannot load and stops there."""
     try:
