@@ -90,6 +90,7 @@ def live_progress(polling: bool) -> None:
         st.success(
             f"Run {job.run_id}: {job.result.message} "
             + (f"Validation accuracy {accuracy:.1%}. " if accuracy is not None else "")
+            + f"{job.result.samples_per_second:,.0f} images a second. "
             + "Choose **Trained in this session** in the sidebar to look inside it."
         )
     rows = job.epochs()

@@ -171,6 +171,8 @@ def test_train_page_trains_two_epochs_and_offers_the_model():
     assert len(history) == 1 and history[0]["epochs"] == 2 and history[0]["data"] == "digits"
     assert history[0]["validation accuracy"] > 0.9
     assert any("Validation accuracy" in message.value for message in app.success)
+    rate = f"{_studio(app).training_job.result.samples_per_second:,.0f} images a second"
+    assert any(rate in message.value for message in app.success)
     # Other pages now offer the session's model.
     app.switch_page("pages/predict.py").run()
     assert "Trained in this session" in app.selectbox(key="model.choice").options

