@@ -1,15 +1,15 @@
 """Training speed in the studio against the command line, with the same data and settings, in one run.
 
-Run: python bench/studio_training.py [--epochs 3] [--rounds 2]
+Run: python bench/studio_training.py [--epochs 5] [--rounds 3]
 
 - cli: `cnnviz train --data shapes --epochs E --json` -> its samples/s (measured inside `cnnviz.train`).
-- studio: `streamlit run app.py`, the Train page opened in headless Chromium (Playwright + Debian Chromium),
+- studio: `streamlit run app.py`, its first page shown with TensorFlow loaded, then the Train page opened in headless Chromium (Playwright + Debian Chromium),
   which stays on the page and watches the live progress and curves, as a local user does; **Train** pressed ->
   the samples/s the same `cnnviz.train` measured in the server, read from the page's "N images a second".
 
 The studio's Train page defaults are the CLI's (the `fast` design, Adam, learning rate 0.01, batch 32, no
-augmentation); only the epochs are set, in both, through the settings link. Rounds alternate the two, so
-drift in the machine's speed hits both alike; the ratio is of the medians.
+augmentation); only the epochs are set, in both, through the settings link. Rounds alternate the two; the
+ratio is the median of each round's studio / CLI.
 """
 
 import argparse
@@ -43,6 +43,8 @@ def studio_rate(browser, epochs: int) -> float:
     page.set_default_timeout(300_000)
     server = open_cold(page, ROOT / "app.py", ROOT)
     try:
+        # As a local user: the studio's first page, fully loaded (TensorFlow and the default models in), first.
+        page.get_by_text("Grad-CAM++").wait_for()
         page.goto(page.url.rstrip("/") + f"/train?train.epochs={epochs}")
         page.get_by_role("button", name="Train", exact=True).click()
         done = page.get_by_text(re.compile(r"[\d,]+ images a second"))
@@ -58,8 +60,8 @@ def main():
     from playwright.sync_api import sync_playwright
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     cli, studio = [], []
     with sync_playwright() as playwright:
@@ -71,19 +73,23 @@ def main():
                 f"round {round_index + 1}: cli {cli[-1]:.0f} samples/s, studio {studio[-1]:.0f}", flush=True
             )
         browser.close()
-    ratio = statistics.median(studio) / statistics.median(cli)
+    # Paired rounds: this machine's speed changes by up to 2x from one minute to the next (a host that takes
+    # back a core), so each studio run is compared with the CLI run just before it.
+    ratios = [ours / theirs for ours, theirs in zip(studio, cli)]
+    ratio = statistics.median(ratios)
     rows = [
-        (f"`cnnviz train --data shapes --epochs {args.epochs}` samples/s (median)", f"{statistics.median(cli):.0f}",
-         "baseline"),
+        (f"`cnnviz train --data shapes --epochs {args.epochs}` samples/s (median of {args.rounds})",
+         f"{statistics.median(cli):.0f}", "baseline"),
         ("the studio's Train page, Chromium watching, same settings: samples/s (median)",
          f"{statistics.median(studio):.0f}", ""),
-        ("studio / CLI", f"{ratio:.2f} x", ">= 0.9 x"),
+        ("studio / CLI, median of the paired rounds (" + ", ".join(f"{r:.2f}" for r in ratios) + ")",
+         f"{ratio:.2f} x", ">= 0.9 x"),
     ]  # fmt: skip
     print("\n| figure | measured | target |\n|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     Path(__file__).with_name("studio-training-last.json").write_text(
-        json.dumps({"cli": cli, "studio": studio, "ratio": ratio}, indent=1) + "\n"
+        json.dumps({"cli": cli, "studio": studio, "ratios": ratios, "ratio": ratio}, indent=1) + "\n"
     )
     return 0
 

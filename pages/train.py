@@ -97,8 +97,9 @@ def live_progress(polling: bool) -> None:
     batches = job.batches(after_seconds=LONG_EPOCH_SECONDS)
     if job.running and len(batches) >= 3:
         # Long epochs: the loss batch by batch within the current one, so progress shows at once.
+        # One chart per epoch, updated in place: a new key each second would draw a new chart each second.
         st.plotly_chart(
-            plotting.batch_loss_figure(batches, len(rows) + 1), key=f"train.batches.{len(batches)}"
+            plotting.batch_loss_figure(batches, len(rows) + 1), key=f"train.batches.{len(rows) + 1}"
         )
     if rows:
         st.plotly_chart(plotting.training_curves_figure(rows), key=f"train.curves.{len(rows)}.{job.running}")

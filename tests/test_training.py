@@ -307,9 +307,12 @@ def test_training_with_augmentation_feeds_augmented_batches(tiny_arrays, monkeyp
 def test_precision_auto_follows_the_cpu(monkeypatch):
     from cnnviz.training import precision
 
-    monkeypatch.setattr(precision, "read_cpuinfo", lambda: "flags : avx2 avx512_bf16")
+    monkeypatch.setattr(precision, "read_cpuinfo", lambda: "flags : avx2 avx512_bf16 amx_bf16 amx_tile")
     monkeypatch.setattr("tensorflow.config.list_physical_devices", lambda kind=None: [])
     assert resolve_precision("auto") == "bfloat16"
+    # AVX512_BF16 without AMX: measured slower in bfloat16 than in float32.
+    monkeypatch.setattr(precision, "read_cpuinfo", lambda: "flags : avx2 avx512f avx512_bf16")
+    assert resolve_precision("auto") == "float32"
     monkeypatch.setattr(precision, "read_cpuinfo", lambda: "flags : avx2 fma")
     assert resolve_precision("auto") == "float32"
     assert resolve_precision("float32") == "float32"

@@ -22,6 +22,20 @@ def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
     return False
 
 
+def cpu_bfloat16_pays(cpuinfo: str | None = None) -> bool:
+    """Whether mixed bfloat16 trains faster than float32 on this CPU: only with AMX (`amx_bf16`).
+
+    AVX512_BF16 alone does not pay: on a 2-core Xeon with AVX512_BF16 and no AMX, `cnnviz.train` ran the
+    keras.io convnet at 0.89-0.92x its float32 speed in bfloat16 (docs/BENCHMARKS.md, issue 15).
+    """
+    if cpuinfo is None:
+        cpuinfo = read_cpuinfo()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return "amx_bf16" in line.split(":", 1)[1].split()
+    return False
+
+
 @lru_cache(maxsize=1)
 def read_cpuinfo() -> str:
     try:
@@ -34,9 +48,10 @@ def read_cpuinfo() -> str:
 def resolve_precision(precision: str = "auto") -> str:
     """`"bfloat16"` or `"float32"`: what `precision="auto"` means on this machine.
 
-    Mixed bfloat16 pays off only with hardware support: on a CPU with
-    AVX512_BF16 / AMX it trains ~1.85x faster, but on an AVX2-only CPU it
-    was measured 8x *slower* than float32, so auto picks float32 there.
+    Mixed bfloat16 pays off only with hardware support: measured elsewhere
+    ~1.85x faster, but 8x *slower* than float32 on an AVX2-only CPU and
+    0.9x on one with AVX512_BF16 and no AMX. So auto picks bfloat16 on a GPU
+    or a CPU with AMX (`cpu_bfloat16_pays`), float32 elsewhere.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
@@ -46,7 +61,7 @@ def resolve_precision(precision: str = "auto") -> str:
 
     if tf.config.list_physical_devices("GPU"):
         return "bfloat16"
-    return "bfloat16" if cpu_has_native_bfloat16() else "float32"
+    return "bfloat16" if cpu_bfloat16_pays() else "float32"
 
 
 def model_precision(model) -> str:
