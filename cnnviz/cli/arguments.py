@@ -184,11 +184,20 @@ def _add_train(commands) -> None:
         default=None,
         help="with --distribute mirrored and no GPU: split the CPU into N devices (to try it out)",
     )
-    train.add_argument(
-        "--image-size", type=bounded_number(int, 1), default=None, help="resize images to N x N"
-    )
+    _add_image_size(train)
     train.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
     train.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+
+def _add_image_size(parser) -> None:
+    parser.add_argument(
+        "--image-size",
+        type=bounded_number(int, 1),
+        default=None,
+        metavar="N",
+        help="resize images to N x N (default: the source's own size; folders and zips: the size their "
+        "images share, else their median, at most 128 px a side)",
+    )
 
 
 def _add_evaluate(commands) -> None:
@@ -264,9 +273,7 @@ def _add_compare(commands) -> None:
         help=f"comma-separated, from: {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)})",
     )
     add_config_flags(compare, TrainConfig, {"time_budget": "seconds per variant (default 30)"})
-    compare.add_argument(
-        "--image-size", type=bounded_number(int, 1), default=None, help="resize images to N x N"
-    )
+    _add_image_size(compare)
     compare.add_argument("--num-samples", type=bounded_number(int, 1), default=None)
     compare.add_argument("--log-dir", default=None, help="TensorBoard logs, one run per variant")
     compare.add_argument(
