@@ -273,19 +273,23 @@ def native_size(sizes: list[tuple[int, int]]) -> tuple[tuple[int, int], str]:
         (height, width), _ = counts.most_common(1)[0]
         reason = f"all images are {height}x{width}"
     else:
-        height = int(np.median([size[0] for size in sizes]))
-        width = int(np.median([size[1] for size in sizes]))
+        height = _round_half_up(float(np.median([size[0] for size in sizes])))
+        width = _round_half_up(float(np.median([size[1] for size in sizes])))
         reason = f"the images differ in size ({len(counts)} sizes); {height}x{width} is the median"
     longest, shortest = max(height, width), min(height, width)
     if longest > MAX_NATIVE_SIDE:
         scale = MAX_NATIVE_SIDE / longest
-        height, width = (max(MIN_NATIVE_SIDE, round(side * scale)) for side in (height, width))
+        height, width = (max(MIN_NATIVE_SIDE, _round_half_up(side * scale)) for side in (height, width))
         reason += f", scaled down to {height}x{width} (at most {MAX_NATIVE_SIDE} px a side)"
     elif shortest < MIN_NATIVE_SIDE:
         scale = MIN_NATIVE_SIDE / shortest
-        height, width = (min(MAX_NATIVE_SIDE, round(side * scale)) for side in (height, width))
+        height, width = (min(MAX_NATIVE_SIDE, _round_half_up(side * scale)) for side in (height, width))
         reason += f", scaled up to {height}x{width} (at least {MIN_NATIVE_SIDE} px a side)"
     return (height, width), reason
+
+
+def _round_half_up(value: float) -> int:
+    return int(value + 0.5)
 
 
 def _resize_all(images: NDArray, size: tuple[int, int] | None) -> NDArray:

@@ -229,9 +229,11 @@ def _peek_shape(files: list[str], count: int = 64) -> tuple[list[tuple[int, int]
     """The `(height, width)` sizes and grayness of up to `count` images spread over the list (headers only)."""
     from PIL import Image
 
-    step = max(1, len(files) // count)
+    # Spread over the whole list (sorted by class), not its start. Sizes are the files' own: a photo whose EXIF
+    # turns it upright (as the in-memory loader does) is counted unturned.
+    picks = np.linspace(0, len(files) - 1, min(count, len(files))).astype(int) if files else []
     sizes, gray = [], True
-    for path in files[::step][:count]:
+    for path in (files[index] for index in picks):
         try:
             with Image.open(path) as image:
                 sizes.append((image.height, image.width))

@@ -537,7 +537,7 @@ def test_hostile_and_good_zips_on_the_data_page(tmp_path):
         assert total + held_out == images, name
 
 
-def test_a_zip_of_28x28_gray_digits_trains_at_28x28_gray_and_the_data_page_says_why(tmp_path):
+def test_a_zip_of_28x28_gray_digits_loads_at_28x28_gray_and_the_data_page_says_why(tmp_path):
     import io
     import zipfile
 

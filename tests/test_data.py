@@ -206,6 +206,13 @@ def test_image_size_overrides_the_native_size(tmp_path):
     assert data.report.size_reason == "resized to the 40x40 asked for"
 
 
+def test_native_size_rounds_halves_up_for_the_median_and_the_scaling():
+    from cnnviz.data import native_size
+
+    assert native_size([(20, 40), (31, 40)])[0] == (26, 40)  # median 25.5
+    assert native_size([(165, 256)] * 2)[0] == (83, 128)  # 165 * 128 / 256 = 82.5
+
+
 def test_native_size_of_tiny_images_is_scaled_up_to_the_smallest_side():
     from cnnviz.data import MIN_NATIVE_SIDE, native_size
 

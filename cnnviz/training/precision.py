@@ -14,12 +14,7 @@ def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
     Args:
         cpuinfo: text of /proc/cpuinfo; read from the system when `None`.
     """
-    if cpuinfo is None:
-        cpuinfo = read_cpuinfo()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[1].split()))
-    return False
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags(cpuinfo))
 
 
 def cpu_bfloat16_pays(cpuinfo: str | None = None) -> bool:
@@ -28,12 +23,17 @@ def cpu_bfloat16_pays(cpuinfo: str | None = None) -> bool:
     AVX512_BF16 alone does not pay: on a 2-core Xeon with AVX512_BF16 and no AMX, `cnnviz.train` ran the
     keras.io convnet at 0.89-0.92x its float32 speed in bfloat16 (docs/BENCHMARKS.md, issue 15).
     """
+    return "amx_bf16" in _cpu_flags(cpuinfo)
+
+
+def _cpu_flags(cpuinfo: str | None) -> set[str]:
+    """The first `flags` line of /proc/cpuinfo (or of `cpuinfo`), as a set; empty when there is none."""
     if cpuinfo is None:
         cpuinfo = read_cpuinfo()
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
-            return "amx_bf16" in line.split(":", 1)[1].split()
-    return False
+            return set(line.split(":", 1)[1].split())
+    return set()
 
 
 @lru_cache(maxsize=1)
