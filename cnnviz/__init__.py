@@ -61,6 +61,12 @@ _EXPORTS = {
     "explain": "cnnviz.explanations",
     "explain_each": "cnnviz.explanations",
     "METHODS": "cnnviz.explanations",
+    "contrastive_map": "cnnviz.explanations",
+    "score_explanations": "cnnviz.scoring",
+    "Scoreboard": "cnnviz.scoring",
+    "features": "cnnviz.embedding",
+    "why_not": "cnnviz.contrast",
+    "Contrast": "cnnviz.contrast",
     "list_layers": "cnnviz.introspect",
     "default_cam_layer": "cnnviz.introspect",
     "overlay": "cnnviz.render",
@@ -100,6 +106,7 @@ _SUBMODULES = (
     "models",
     "data",
     "limits",
+    "scoring",
 )
 
 
@@ -121,11 +128,13 @@ def __dir__():
 if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers; a test keeps it equal to _EXPORTS
     from cnnviz.activations import class_images, feature_maps, filter_images
     from cnnviz.comparison import VARIANTS, compare
+    from cnnviz.contrast import Contrast, why_not
     from cnnviz.data import Dataset, LoadReport, Split, load_dataset
     from cnnviz.distribute import make_strategy
+    from cnnviz.embedding import features
     from cnnviz.errors import CnnvizError, ConfigError, DatasetError, ImageError, ModelFileError
     from cnnviz.evaluation import EvaluationResult, evaluate, predict, predict_probabilities
-    from cnnviz.explanations import METHODS, explain, explain_each
+    from cnnviz.explanations import METHODS, contrastive_map, explain, explain_each
     from cnnviz.images import load_image
     from cnnviz.introspect import default_cam_layer, list_layers
     from cnnviz.models import (
@@ -152,6 +161,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers; a test ke
     from cnnviz.render import overlay
     from cnnviz.runs import TrainRequest, evaluate_saved
     from cnnviz.saving import class_names_of, load_model, save_model
+    from cnnviz.scoring import Scoreboard, score_explanations
     from cnnviz.streaming import ImageStream, stream_image_folder
     from cnnviz.training.augmentation import augment_preview
     from cnnviz.training.config import TrainConfig, TrainResult

@@ -30,6 +30,8 @@ __all__ = [
     "METHODS",
     "Method",
     "class_activation_maps",
+    "contrastive_gradients",
+    "contrastive_map",
     "default_cam_layer",
     "explain",
     "explain_each",
@@ -252,6 +254,42 @@ def integrated_gradients(
         gradients, _ = _gradients(probe, path, np.full(len(path), index, np.int32))
         attributions[position] = (image - base) * np.tensordot(weights, gradients, axes=1)
     return attributions
+
+
+def contrastive_gradients(model, images, target, foil) -> NDArray[np.float32]:
+    """d(logit `target` - logit `foil`) / d pixel, signed, summed over colour channels.
+
+    Positive where raising the pixel (every channel of it) would raise the
+    target's score over the foil's, to first order: what would have to change
+    for `target` to win over `foil`.
+
+    Args:
+        target, foil: class indices, one for all images or one per image.
+
+    Returns:
+        float32 `(N, H, W)` at the model's input size.
+    """
+    probe, batch, targets = _prepare(model, images, target, ())
+    foils = introspect.class_indices(foil, len(batch), introspect.num_classes_of(probe))
+    if np.any(targets < 0) or np.any(foils < 0):
+        raise ConfigError("a contrast needs both classes: the one to explain and the one it is set against.")
+    if np.any(targets == foils):
+        raise ConfigError("a contrast needs two different classes.")
+    # Gradients are linear: the gradient of a difference is the difference of the gradients.
+    return (_gradients(probe, batch, targets)[0] - _gradients(probe, batch, foils)[0]).sum(axis=-1)
+
+
+def contrastive_map(model, images, target, foil) -> NDArray[np.float32]:
+    """Why `target` and not `foil`: where raising the pixels raises logit `target` - logit `foil`.
+
+    The positive part of `contrastive_gradients`, normalized to [0, 1] at the
+    images' own size (1 = where a change helps `target` over `foil` most).
+    """
+    sizes = image_sizes(images)
+    maps = normalize_maps(contrastive_gradients(model, images, target, foil))
+    if sizes and len(set(sizes)) == 1 and sizes[0] != maps.shape[1:]:
+        maps = normalize_maps(resize_maps(maps, sizes[0]))
+    return maps
 
 
 def class_scores(model, images, class_index: int | list[int] | None = None) -> NDArray[np.float32]:

@@ -125,32 +125,39 @@ def _walk_layers(model) -> list[LayerInfo]:
     return found
 
 
-def default_cam_layer(model) -> str:
-    """The layer Grad-CAM reads by default.
-
-    The last convolution whose output still has spatial extent (never a 1x1
-    "logits" conv), moved past the batch-norm and activation layers right
-    after it, so the map is the rectified one the paper uses.
-
-    Raises:
-        ConfigError: the model has no such convolution.
+def cam_layers(model, count: int = 3) -> list[str]:
+    """The layers a class activation map can read, latest last: the last `count` convolutions
+    whose output still has spatial extent (never a 1x1 "logits" conv), each moved past the
+    batch-norm and activation layers right after it, so the map is the rectified one the paper uses.
     """
     layers = list_layers(model)
     conv_positions = [index for index, info in enumerate(layers) if info.is_conv and info.has_map]
-    if not conv_positions:
+    names = []
+    for position in conv_positions[-int(count) :] if count > 0 else []:
+        conv_shape = layers[position].output_shape
+        while (
+            position + 1 < len(layers)
+            and layers[position + 1].class_name in SAME_MAP_CLASSES
+            and layers[position + 1].output_shape == conv_shape
+        ):
+            position += 1
+        names.append(layers[position].name)
+    return names
+
+
+def default_cam_layer(model) -> str:
+    """The layer Grad-CAM reads by default: the last of `cam_layers`.
+
+    Raises:
+        ConfigError: the model has no convolution with a spatial output.
+    """
+    names = cam_layers(model, 1)
+    if not names:
         raise ConfigError(
             "the model has no convolution layer with a spatial output, so there is nothing to "
             "put a class activation map on; choose a gradient method such as 'saliency'."
         )
-    position = conv_positions[-1]
-    conv_shape = layers[position].output_shape
-    while (
-        position + 1 < len(layers)
-        and layers[position + 1].class_name in SAME_MAP_CLASSES
-        and layers[position + 1].output_shape == conv_shape
-    ):
-        position += 1
-    return layers[position].name
+    return names[-1]
 
 
 def resolve_layer(model, name: str) -> tuple[str, ...]:

@@ -448,3 +448,70 @@ def test_compare_with_epochs_and_no_budget_runs_the_epochs(capsys):
 def test_a_negative_seed_is_a_one_line_error(capsys):
     status, _, err = _run(capsys, "train", "--data", "digits", "--seed", "-1", "--out", "m.keras")
     assert status == 2 and "seed must be" in err and len(err.strip().splitlines()) == 1
+
+
+def test_score_ranks_methods_in_json_and_refuses_an_unknown_layer(capsys):
+    status, out, err = _run(
+        capsys,
+        "score",
+        str(ASSETS / "shapes.keras"),
+        "--data",
+        "shapes",
+        "--methods",
+        "gradcam",
+        "saliency",
+        "--layers",
+        "act3",
+        "act4",
+        "--images",
+        "12",
+        "--json",
+    )
+    assert status == 0, err
+    payload = _last_json(out)
+    assert payload["n"] == 12
+    assert [(row["method"], row["layer"]) for row in payload["methods"]] == [
+        ("gradcam", "act3"),
+        ("gradcam", "act4"),
+        ("saliency", None),
+        ("random", None),
+    ]
+    chosen = payload["recommended"]
+    assert (chosen["method"], chosen["layer"]) in {
+        (row["method"], row["layer"]) for row in payload["methods"][:3]
+    }
+    assert chosen["reason"]
+    status, _, err = _run(
+        capsys, "score", str(ASSETS / "shapes.keras"), "--data", "shapes", "--layers", "conv9"
+    )
+    assert status == 2 and "no layer 'conv9'" in err and "Traceback" not in err
+
+
+def test_explain_contrast_writes_the_why_not_map_and_refuses_the_explained_class(capsys, tmp_path):
+    sample = ASSETS.parent / "samples" / "shape_star.png"
+    status, out, err = _run(
+        capsys,
+        "explain",
+        str(ASSETS / "shapes.keras"),
+        str(sample),
+        "--contrast",
+        "square",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
+    assert status == 0, err
+    item = _last_json(out)["results"][0]
+    assert (item["class"], item["contrast"]) == ("star", "square")
+    assert item["heatmap_png"].endswith("shape_star.not-square.png") and Path(item["heatmap_png"]).is_file()
+    status, _, err = _run(
+        capsys,
+        "explain",
+        str(ASSETS / "shapes.keras"),
+        str(sample),
+        "--contrast",
+        "star",
+        "--out",
+        str(tmp_path),
+    )
+    assert status == 2 and "--contrast star" in err

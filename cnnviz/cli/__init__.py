@@ -58,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         with native_stderr_held_back():
-            import tensorflow  # noqa: F401 (every command needs it; --help and usage errors do not)
+            import tensorflow  # every command needs it; --help and usage errors do not
+
+            # Its Python-side warnings (e.g. about retracing a probe per layer) are not the CLI's to show.
+            tensorflow.get_logger().setLevel("ERROR")
         return COMMANDS[args.command](args)
     except UsageError as error:
         print(str(error), file=sys.stderr)

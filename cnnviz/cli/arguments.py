@@ -245,6 +245,13 @@ def _add_explain(commands) -> None:
         "--class", dest="class_name", default=None, help="explain this class (default: the predicted one)"
     )
     explain.add_argument(
+        "--contrast",
+        default=None,
+        metavar="CLASS",
+        help="draw why the explained class and not CLASS: where raising the pixels raises its logit over "
+        "CLASS's (the gradient of their difference)",
+    )
+    explain.add_argument(
         "--opacity",
         type=bounded_number(float, 0.0, 1.0),
         default=0.45,
@@ -253,6 +260,50 @@ def _add_explain(commands) -> None:
     explain.add_argument("--colormap", default="Jet", help="plotly colorscale name (default Jet)")
     explain.add_argument("--out", required=True, metavar="DIR", help="folder for the overlay PNGs")
     explain.add_argument("--json", action="store_true")
+
+
+def _add_score(commands) -> None:
+    from cnnviz.explanations import METHODS
+    from cnnviz.scoring import DELETION_FILLS, STEPS
+
+    score = commands.add_parser(
+        "score",
+        help="rank explanation methods and layers on the model's own test images: deletion, insertion, "
+        "pointing, sanity and speed, with a recommendation",
+    )
+    score.add_argument("model", metavar="MODEL.keras", help=MODEL_HELP)
+    score.add_argument("--data", required=True, help="a built-in name or a folder / .zip, as for evaluate")
+    score.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(METHODS),
+        default=None,
+        metavar="METHOD",
+        help=f"from: {', '.join(METHODS)} (default: all)",
+    )
+    score.add_argument(
+        "--layers",
+        nargs="+",
+        default=None,
+        metavar="LAYER",
+        help="layers for the methods that read one (default: the last three convolution maps)",
+    )
+    score.add_argument(
+        "--images",
+        type=bounded_number(int, 1, 10000),
+        default=100,
+        help="correctly classified test images to score on (default 100)",
+    )
+    score.add_argument(
+        "--steps", type=bounded_number(int, 1, 256), default=STEPS, help=f"curve steps (default {STEPS})"
+    )
+    score.add_argument(
+        "--deletion-fill",
+        choices=DELETION_FILLS,
+        default="blur",
+        help="what deleted pixels become (default blur; black is RISE's paper)",
+    )
+    score.add_argument("--json", action="store_true")
 
 
 def _add_compare(commands) -> None:
@@ -327,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_evaluate,
         _add_predict,
         _add_explain,
+        _add_score,
         _add_compare,
         _add_export,
         _add_report,

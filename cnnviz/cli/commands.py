@@ -295,24 +295,44 @@ def _command_explain(args) -> int:
     model = _load_model(args.model)
     class_names = cnnviz.class_names_of(model)
     class_index = _class_index(model, args.class_name)
+    foil = None if args.contrast is None else _class_index(model, args.contrast)
     results = []
     images, names, errors = _load_images(args.images)
     if images:
-        out.mkdir(parents=True, exist_ok=True)
         probabilities = cnnviz.predict_probabilities(model, images)
-        heatmaps = cnnviz.explain_each(
-            model, images, method=args.method, class_index=class_index, layer=args.layer
-        )
-        paths = _overlay_paths(out, names, args.method)
+        explained = [class_index if class_index is not None else int(np.argmax(row)) for row in probabilities]
+        if foil is None:
+            heatmaps = cnnviz.explain_each(
+                model, images, method=args.method, class_index=class_index, layer=args.layer
+            )
+        else:
+            if foil in explained:
+                raise UsageError(
+                    f"--contrast {args.contrast}: that is the class being explained; pick another, or "
+                    "name the class to explain with --class"
+                )
+            heatmaps = [
+                cnnviz.contrastive_map(model, image, index, foil)[0]
+                for image, index in zip(images, explained)
+            ]
+        out.mkdir(parents=True, exist_ok=True)
+        kind = args.method if foil is None else f"not-{class_names[foil]}"
+        paths = _overlay_paths(out, names, kind)
         input_shape = input_shape_of(model)
-        for file_name, image, heatmap, row, target in zip(names, images, heatmaps, probabilities, paths):
-            index = class_index if class_index is not None else int(np.argmax(row))
+        for file_name, image, heatmap, row, index, target in zip(
+            names, images, heatmaps, probabilities, explained, paths
+        ):
             save_png(overlay(image, heatmap, colormap=args.colormap, opacity=args.opacity), target)
             results.append(
                 {
                     "file": file_name,
                     "class": class_names[index],
                     "probability": float(row[index]),
+                    **(
+                        {}
+                        if foil is None
+                        else {"contrast": class_names[foil], "contrast_probability": float(row[foil])}
+                    ),
                     "heatmap_png": str(target),
                     "input_size": list(reading_size(input_shape, image.shape[:2])),
                 }
@@ -327,6 +347,51 @@ def _command_explain(args) -> int:
                 f"{item['file']}: {item['class']} ({item['probability']:.3f}){read_at} -> {item['heatmap_png']}"
             )
     return EXIT_BAD_INPUT if errors else 0
+
+
+def _optional(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _command_score(args) -> int:
+    import cnnviz
+    from cnnviz import runs
+
+    model = _load_model(args.model)
+    data = runs.evaluation_data(model, args.data, load=_load_data)
+    bar = _progress_bar(None, "scoring")
+
+    def progress(done: int, total: int, label: str) -> None:
+        bar.total = total
+        bar.set_postfix_str(label)
+        bar.update(done - bar.n)
+
+    try:
+        board = cnnviz.score_explanations(
+            model,
+            data,
+            methods=args.methods,
+            layers=args.layers,
+            images=args.images,
+            steps=args.steps,
+            deletion_fill=args.deletion_fill,
+            progress=progress,
+        )
+    finally:
+        bar.close()
+    if args.json:
+        _print_json(board.to_dict())
+        return 0
+    print(
+        f"{'method':<34} {'deletion':>8} {'insertion':>9} {'pointing':>8} {'energy':>6} {'sanity':>6} {'ms/image':>9}"
+    )
+    for row in sorted(board.rows, key=lambda row: -row.faithfulness):
+        print(
+            f"{row.label:<34} {row.deletion_auc:>8.3f} {row.insertion_auc:>9.3f} {_optional(row.pointing):>8} "
+            f"{_optional(row.energy):>6} {row.sanity_correlation:>6.2f} {row.ms_per_image:>9.1f}"
+        )
+    print(f"on {board.n} correctly classified test images. Use: {board.recommended['reason']}")
+    return 0
 
 
 def _command_compare(args) -> int:
@@ -431,6 +496,7 @@ COMMANDS = {
     "evaluate": _command_evaluate,
     "predict": _command_predict,
     "explain": _command_explain,
+    "score": _command_score,
     "compare": _command_compare,
     "export": _command_export,
     "report": _command_report,
