@@ -321,10 +321,17 @@ def recommend(rows: Sequence[ScoreRow]) -> dict[str, Any]:
     }
 
 
-def _dataset(model, data):
-    from cnnviz import runs
+def _test_split(data):
+    from cnnviz.data import Dataset, Split
 
-    return runs.evaluation_data(model, data)
+    if isinstance(data, Dataset):
+        return data.test
+    if isinstance(data, Split):
+        return data
+    raise ConfigError(
+        "data must be a cnnviz Dataset (its test split is scored) or a Split; for a source name or path, "
+        "load it with cnnviz.runs.evaluation_data(model, source) first."
+    )
 
 
 def _choose_images(model, test, count: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -425,8 +432,9 @@ def score_explanations(
     Args:
         model: a Keras classifier taking 0..255 images with class names
             (from `cnnviz.load_model` or `cnnviz.train`).
-        data: a source name or path, or a `cnnviz.Dataset`, as for
-            `cnnviz.evaluate_saved`: its test split is used.
+        data: a `cnnviz.Dataset` (its test split is used, with labels on the
+            model's classes: `cnnviz.runs.evaluation_data(model, source)` gives
+            one for a source name or path, as `cnnviz evaluate` uses) or a `Split`.
         methods: names from `cnnviz.METHODS`; defaults to all.
         layers: layers for the methods that read one (the CAM methods and
             Score-CAM); defaults to the last three convolution maps with
@@ -444,7 +452,8 @@ def score_explanations(
 
     Example:
 
-    >>> board = cnnviz.score_explanations(model, "shapes", images=50)
+    >>> data = cnnviz.runs.evaluation_data(model, "shapes")
+    >>> board = cnnviz.score_explanations(model, data, images=50)
     >>> board.recommended["method"], board.recommended["layer"]
     ('gradcam', 'act4')
     """
@@ -458,7 +467,7 @@ def score_explanations(
     if deletion_fill not in DELETION_FILLS:
         raise ConfigError(f"deletion_fill must be one of {', '.join(DELETION_FILLS)}, got {deletion_fill!r}.")
     plan = _plan(model, methods, layers)
-    test = _dataset(model, data).test
+    test = _test_split(data)
     indices, classes = _choose_images(model, test, images)
     batch, _ = introspect.model_batch(model, test.images[indices])
     boxes = None if test.boxes is None else np.asarray(test.boxes)[indices]

@@ -22,14 +22,22 @@ def shapes_model():
 
 
 @pytest.fixture(scope="module")
-def shapes_test(shapes_model):
-    return runs.evaluation_data(shapes_model, "shapes").test
+def shapes_data(shapes_model):
+    """The shapes test split the model never saw, as `cnnviz score --data shapes` loads it."""
+    return runs.evaluation_data(shapes_model, "shapes")
 
 
 @pytest.fixture(scope="module")
-def gradcam_board(shapes_model):
+def shapes_test(shapes_data):
+    return shapes_data.test
+
+
+@pytest.fixture(scope="module")
+def gradcam_board(shapes_model, shapes_data):
     """Grad-CAM at the default layer on 100 correctly classified test images, with the random row."""
-    return cnnviz.score_explanations(shapes_model, "shapes", methods=["gradcam"], layers=["act4"], images=100)
+    return cnnviz.score_explanations(
+        shapes_model, shapes_data, methods=["gradcam"], layers=["act4"], images=100
+    )
 
 
 # ---------------------------------------------------------------- a naive second implementation
@@ -74,12 +82,12 @@ def _naive_aucs(model, image, heatmap, class_index, steps, deletion_fill, sigma_
 
 @pytest.mark.parametrize(("method", "deletion_fill"), [("gradcam", "blur"), ("saliency", "black")])
 def test_scoreboard_aucs_agree_with_a_naive_loop_within_1e_5(
-    shapes_model, shapes_test, method, deletion_fill
+    shapes_model, shapes_data, shapes_test, method, deletion_fill
 ):
     steps = 8
     board = cnnviz.score_explanations(
         shapes_model,
-        "shapes",
+        shapes_data,
         methods=[method],
         layers=["act4"],
         images=4,
@@ -156,9 +164,8 @@ def test_default_layers_are_the_last_three_rectified_conv_maps(shapes_model):
 
 
 def test_data_without_boxes_gives_no_pointing(shapes_model, shapes_test):
-    data = runs.evaluation_data(shapes_model, "shapes")
-    no_boxes = data.__class__(**{**data.__dict__, "test": shapes_test.subset(np.arange(40))})
-    no_boxes.test.boxes = None
+    no_boxes = shapes_test.subset(np.arange(40))
+    no_boxes.boxes = None
     board = cnnviz.score_explanations(shapes_model, no_boxes, methods=["saliency"], images=5)
     assert board.row("saliency").pointing is None and board.row("saliency").energy is None
 
@@ -179,13 +186,15 @@ def test_recommendation_rule_skips_failed_sanity_and_random_and_breaks_ties_by_s
     assert recommend([rows[0], rows[-1]])["method"] is None
 
 
-def test_bad_methods_layers_and_counts_are_clear_errors(shapes_model):
+def test_bad_methods_layers_data_and_counts_are_clear_errors(shapes_model, shapes_data):
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
-        cnnviz.score_explanations(shapes_model, "shapes", methods=["nope"])
+        cnnviz.score_explanations(shapes_model, shapes_data, methods=["nope"])
     with pytest.raises(ConfigError, match="no layer 'conv9'.*act2, act3, act4"):
-        cnnviz.score_explanations(shapes_model, "shapes", methods=["gradcam"], layers=["conv9"])
+        cnnviz.score_explanations(shapes_model, shapes_data, methods=["gradcam"], layers=["conv9"])
     with pytest.raises(ConfigError, match="images must be"):
-        cnnviz.score_explanations(shapes_model, "shapes", images=0)
+        cnnviz.score_explanations(shapes_model, shapes_data, images=0)
+    with pytest.raises(ConfigError, match="evaluation_data"):
+        cnnviz.score_explanations(shapes_model, "shapes")
 
 
 # ---------------------------------------------------------------- features and "why A and not B"
