@@ -636,6 +636,137 @@ def comparison_figure(results: list[Any]):
     return figure
 
 
+def scoreboard_figure(board):
+    """Faithfulness (insertion minus deletion AUC) against measured ms per image, one point per
+    method and layer: up is more faithful, left is faster. Hollow points failed the sanity check;
+    the recommended one is a star, chance (`random`) a grey cross.
+
+    Args:
+        board: a `cnnviz.Scoreboard`.
+    """
+    go = _go()
+    figure = go.Figure()
+    chosen = (board.recommended.get("method"), board.recommended.get("layer"))
+    groups = (
+        (
+            "passes the sanity check",
+            lambda row: row.method != "random" and row.passes_sanity,
+            "circle",
+            "#1f77b4",
+        ),
+        (
+            "fails it: the map survives random weights",
+            lambda row: row.method != "random" and not row.passes_sanity,
+            "circle-open",
+            "#d62728",
+        ),
+        ("chance: random maps", lambda row: row.method == "random", "x", "#7f7f7f"),
+    )
+    for name, member, symbol, color in groups:
+        rows = [row for row in board.rows if member(row)]
+        if not rows:
+            continue
+        figure.add_trace(
+            go.Scatter(
+                x=[max(row.ms_per_image, 0.01) for row in rows],
+                y=[row.faithfulness for row in rows],
+                mode="markers+text",
+                text=[row.label for row in rows],
+                # Neighbours' labels alternate above and below, so a cluster stays readable.
+                textposition=[
+                    "top center" if rank % 2 == 0 else "bottom center"
+                    for rank in np.argsort(np.argsort([row.faithfulness for row in rows]))
+                ],
+                textfont_size=10,
+                marker={
+                    "size": [22 if (row.method, row.layer) == chosen else 11 for row in rows],
+                    "symbol": ["star" if (row.method, row.layer) == chosen else symbol for row in rows],
+                    "color": color,
+                    "line": {"width": 2, "color": color},
+                },
+                cliponaxis=False,
+                name=name,
+                customdata=[[row.deletion_auc, row.insertion_auc, row.sanity_correlation] for row in rows],
+                hovertemplate="<b>%{text}</b><br>insertion - deletion %{y:.3f}<br>deletion %{customdata[0]:.3f}, "
+                "insertion %{customdata[1]:.3f}<br>sanity correlation %{customdata[2]:.2f}<br>"
+                "%{x:.1f} ms per image<extra></extra>",
+            )
+        )
+    figure.update_xaxes(type="log", title_text="ms per image (log scale; left is faster)")
+    figure.update_yaxes(title_text="insertion - deletion AUC (up is more faithful)")
+    figure.update_layout(
+        margin={**_MARGIN, "t": 30}, height=430, legend_orientation="h", legend_y=-0.18, title=None
+    )
+    return figure
+
+
+def causal_curves_figure(deletion: NDArray, insertion: NDArray, class_name: str = "the class"):
+    """One image's deletion and insertion curves: the class probability as the map's most important
+    pixels are removed (blurred away) or put back. A good map: deletion falls fast, insertion rises fast."""
+    go = _go()
+    deletion, insertion = np.asarray(deletion, float).ravel(), np.asarray(insertion, float).ravel()
+    shares = np.linspace(0, 1, len(deletion))
+
+    def area(curve):
+        return float(((curve[:-1] + curve[1:]) / 2).mean())
+
+    figure = go.Figure()
+    for curve, name, color in (
+        (deletion, f"deletion (area {area(deletion):.2f}, lower is better)", "#d62728"),
+        (insertion, f"insertion (area {area(insertion):.2f}, higher is better)", "#2ca02c"),
+    ):
+        figure.add_trace(
+            go.Scatter(
+                x=shares,
+                y=curve,
+                mode="lines+markers",
+                name=name,
+                line={"color": color},
+                fill="tozeroy",
+                hovertemplate="%{x:.0%} of the pixels: %{y:.1%}<extra></extra>",
+            )
+        )
+    figure.update_xaxes(tickformat=".0%", title_text="share of pixels changed, most important first")
+    figure.update_yaxes(tickformat=".0%", range=[0, 1.02], title_text=f"probability of {class_name}")
+    figure.update_layout(margin={**_MARGIN, "t": 20}, height=330, legend_orientation="h", legend_y=-0.25)
+    return figure
+
+
+def contrast_figure(image: NDArray, contrast, opacity: float = 0.5):
+    """Why A and not B (`cnnviz.why_not`): the image, the map for A, the map for B and the contrast map,
+    then the training images nearest to it of A and of B (when the contrast has them)."""
+    names = contrast.class_names
+    a, b = names[contrast.target], names[contrast.foil]
+    panels = [
+        image,
+        overlay(image, contrast.target_map, opacity=opacity),
+        overlay(image, contrast.foil_map, opacity=opacity),
+        overlay(image, contrast.contrast_map, opacity=opacity),
+    ]
+    titles = [
+        "the image",
+        f"where it sees {a} ({contrast.probabilities[contrast.target]:.0%})",
+        f"where it sees {b} ({contrast.probabilities[contrast.foil]:.0%})",
+        f"brighter here: more {a}, less {b}",
+    ]
+    near = list(contrast.target_examples) + list(contrast.foil_examples)
+    if near:
+        columns = max(4, len(near))
+        panels += [None] * (columns - 4)
+        titles += [""] * (columns - 4)
+        panels += near
+        titles += [f"a {a} it resembles"] * len(contrast.target_examples)
+        titles += [f"a {b} it resembles"] * len(contrast.foil_examples)
+    else:
+        columns = 4
+    blank = np.full_like(_rgb(image), 255)
+    figure = image_grid_figure(
+        [blank if panel is None else panel for panel in panels], titles, columns=columns
+    )
+    figure.update_layout(height=230 * (1 + bool(near)) + 40)
+    return figure
+
+
 def save_png(figure_or_image: Any, path: str | os.PathLike, scale: float = 2.0) -> Path:
     """Writes a figure or an RGB / gray image array to a PNG file.
 

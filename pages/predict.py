@@ -5,6 +5,7 @@ import streamlit as st
 import cnnviz
 from cnnviz import plotting
 from ui import compute, runtime, warmup
+from ui.data import training_examples
 from ui.models import require_model
 from ui.quick import answer, quick_choice
 from ui.widgets import image_picker, method_layer
@@ -79,6 +80,49 @@ def predict_panel(choice) -> None:
     right.plotly_chart(plotting.probability_figure(prediction["top_k"]), key="predict.chart")
     if note := choice.size_note(prediction["input_size"]):
         st.caption(note)
+    why_not_panel(choice, image, prediction)
+
+
+def why_not_panel(choice, image, prediction) -> None:
+    """Why the predicted class and not another: three maps and the training look-alikes of each."""
+    names = list(choice.class_names)
+    predicted = names.index(prediction["class"])
+    others = [name for name in names if name != prediction["class"]]
+    if not others:
+        return
+    runner_up = next(
+        (entry["class"] for entry in prediction["top_k"] if entry["class"] != prediction["class"]), others[0]
+    )
+    # A toggle, not an expander: an expander's content runs even while closed, and the first contrast
+    # reads the features of the training images (about a second), which the answer must not wait for.
+    if not st.toggle(f"Why {prediction['class']} and not another class?", key="predict.why_on"):
+        return
+    with st.container(border=True):
+        if st.session_state.get("predict.rival") not in others:  # a new image or model: the runner-up
+            st.session_state["predict.rival"] = runner_up
+        rival = st.selectbox(
+            "The class to set it against", others, key="predict.rival", help="The runner-up by default."
+        )
+        examples = training_examples(choice)
+        why = compute.why_not(
+            choice.model,
+            choice.key,
+            image,
+            predicted,
+            names.index(rival),
+            examples,
+            0 if examples is None else len(examples),
+        )
+        st.plotly_chart(plotting.contrast_figure(image, why), key="predict.why")
+        st.caption(
+            f"The last map is the gradient of the {prediction['class']} score minus the {rival} score: brighter "
+            f"pixels there would push the answer further towards {prediction['class']}."
+            + (
+                " Below: the training images the model finds most alike, in its last layer before the decision."
+                if examples is not None
+                else " The training images are not known for this model, so no look-alikes are shown."
+            )
+        )
 
 
 quick = quick_choice()

@@ -5,12 +5,10 @@ import functools
 import pandas as pd
 import streamlit as st
 
-import cnnviz
 from cnnviz import plotting
 from ui import compute, runtime
-from ui.data import SAMPLE_LIMIT, in_memory
+from ui.data import SAMPLE_LIMIT, test_data, training_examples
 from ui.models import require_model
-from ui.session import studio
 from ui.settings import settings_link
 from ui.widgets import selected_cells
 
@@ -22,11 +20,9 @@ st.write(
     "mistake. Click a cell to see its images and where the model looked."
 )
 choice = require_model()
-own_data = studio().trained.data if choice.kind == "session" else None
-if isinstance(own_data, cnnviz.ImageStream):
+data, streamed = test_data(choice)
+if streamed:
     st.caption(f"Data streamed from disk: scored on the first {SAMPLE_LIMIT} test images.")
-    own_data = in_memory(own_data)
-data = compute.evaluation_data(choice.model, choice.key, choice.data_source, own_data)
 if data is None:
     st.info(
         "Results need the labelled test images the model was made for. They are known for the default models, "
@@ -49,6 +45,40 @@ def heatmap_pairs(indices, titles, key: str) -> None:
     images = test.images[indices]
     heatmaps = compute.explain_batch(choice.model, choice.key, images, "gradcam")
     st.plotly_chart(plotting.heatmap_pairs_figure(images, heatmaps, titles), key=key)
+
+
+def why_not_panel(in_cell, true_class: int, predicted_class: int) -> None:
+    """For one image of a mistake cell: the maps for the true and the predicted class, the contrast, and
+    the training images of each that the model finds nearest."""
+    true_name, predicted_name = names[true_class], names[predicted_class]
+    st.markdown(f"#### Why {predicted_name} and not {true_name}?")
+    number = st.selectbox(
+        "Image",
+        [int(i) for i in in_cell[:12]],
+        format_func=lambda i: f"#{i}",
+        key="results.why_image",
+        help="One of the images above.",
+    )
+    examples = training_examples(choice)
+    why = compute.why_not(
+        choice.model,
+        choice.key,
+        test.images[number],
+        true_class,
+        predicted_class,
+        examples,
+        0 if examples is None else len(examples),
+    )
+    st.plotly_chart(plotting.contrast_figure(test.images[number], why), key="results.why")
+    st.caption(
+        f"The last map is the gradient of the {true_name} score minus the {predicted_name} score: what would have "
+        f"to change for {true_name} to win. "
+        + (
+            "Below: the training images the model finds most alike, in its last layer before the decision."
+            if examples is not None
+            else "The training images are not known for this model, so no look-alikes are shown."
+        )
+    )
 
 
 top = st.columns([1, 1, 1, 1.3])
@@ -97,6 +127,8 @@ if cells:
             f"#{i} {evaluation.probabilities[i, predicted_class]:.0%} {names[predicted_class]}" for i in shown
         ]
         heatmap_pairs(shown, titles, "results.cell_images")
+        if true_class != predicted_class:
+            why_not_panel(in_cell, true_class, predicted_class)
 else:
     st.caption("Tip: click a cell of the matrix (or drag a box over cells) to see those images here.")
 

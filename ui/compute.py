@@ -166,3 +166,36 @@ def sample_images(prefix: str | None) -> dict[str, Path]:
 def model_card(model, model_key: str, data, link: str | None) -> bytes:
     """The model card's HTML bytes (`cnnviz.runs.model_card`), made when its download button is pressed."""
     return runs.model_card(model, data, settings_link=link).encode("utf-8")
+
+
+#: The points of a deletion or insertion path the Trust page shows as images.
+PATH_POINTS = (0, 2, 4, 8, 16)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def causal_example(
+    _model, model_key: str, image: np.ndarray, method: str, layer: str | None, class_index: int
+):
+    """One image's heatmap, its deletion and insertion curves, and the images at `PATH_POINTS` of each path."""
+    from cnnviz import scoring
+
+    heatmap = cnnviz.explain(_model, image, method=method, layer=layer, class_index=class_index)
+    deletion, insertion = scoring.causal_curves(_model, image[None], heatmap, class_index)
+    paths = {
+        mode: scoring.perturbation_path(image[None], heatmap, mode)[0, list(PATH_POINTS)].astype(np.uint8)
+        for mode in ("deletion", "insertion")
+    }
+    return heatmap[0], deletion[0], insertion[0], paths
+
+
+@st.cache_resource(max_entries=8, show_spinner="Reading the training images' features...")
+def example_features(_model, model_key: str, _examples, count: int) -> np.ndarray:
+    """Penultimate features of the training images `why_not` searches (once per model)."""
+    return cnnviz.features(_model, _examples.images)
+
+
+@st.cache_data(max_entries=64, show_spinner="Contrasting the two classes...")
+def why_not(_model, model_key: str, image: np.ndarray, target: int, foil: int, _examples, count: int):
+    """`cnnviz.why_not` with the training look-alikes (when `_examples` is known; `count` keys them)."""
+    features = None if _examples is None else example_features(_model, model_key, _examples, count)
+    return cnnviz.why_not(_model, image, target, foil, examples=_examples, example_features=features)

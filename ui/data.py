@@ -13,6 +13,7 @@ import hashlib
 import os
 import tempfile
 
+import numpy as np
 import streamlit as st
 
 import cnnviz
@@ -106,3 +107,37 @@ def current_data():
     if source in ("folder", "upload"):  # nothing opened or uploaded yet
         source = "shapes"
     return source, compute.dataset(source)
+
+
+def test_data(choice):
+    """`(data, streamed)`: the labelled test images the chosen model never saw (None when unknown),
+    and whether they are a sample of a folder streamed from disk."""
+    own = studio().trained.data if choice.kind == "session" and studio().trained is not None else None
+    streamed = isinstance(own, cnnviz.ImageStream)
+    own = in_memory(own) if streamed else own
+    return compute.evaluation_data(choice.model, choice.key, choice.data_source, own), streamed
+
+
+#: Most training images searched for look-alikes ("why A and not B"): features of 2,000 small images
+#: take about a second on 2 cores, once per model.
+EXAMPLE_LIMIT = 2000
+
+
+def training_examples(choice):
+    """The training images the chosen model learnt from (at most `EXAMPLE_LIMIT`), or None when unknown."""
+    from cnnviz.data import BUILTIN_SOURCES, native_image_size
+    from cnnviz.runs import split_seed_of
+
+    if choice.kind == "session":
+        trained = studio().trained
+        data = None if trained is None else in_memory(trained.data)
+    elif (
+        choice.data_source in BUILTIN_SOURCES
+        and native_image_size(choice.data_source) == choice.input_shape[:2]
+    ):
+        data = compute.dataset(choice.data_source, None, split_seed_of(choice.model))
+    else:
+        data = None
+    if data is None or len(data.train) == 0:
+        return None
+    return data.train.subset(np.arange(min(len(data.train), EXAMPLE_LIMIT)))

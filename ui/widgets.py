@@ -67,10 +67,11 @@ def method_layer(choice, method: str, place) -> tuple[str, str | None]:
         )
         return "saliency", None
     map_layers = [info.name for info in compute.layers(choice.model, choice.key) if info.has_map]
+    if st.session_state.get("predict.layer") not in map_layers:  # a new model, or nothing chosen yet
+        st.session_state["predict.layer"] = default_layer
     layer = place.selectbox(
         "Layer",
         map_layers,
-        index=map_layers.index(default_layer),
         key="predict.layer",
         help="Deeper layers see larger, more abstract parts; the default is the last convolution map.",
     )
