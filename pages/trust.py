@@ -36,10 +36,11 @@ if streamed:
     st.caption(f"Data streamed from disk: scored on the first {SAMPLE_LIMIT} test images at most.")
 
 controls = st.columns([2, 2, 1.2], vertical_alignment="bottom")
+if st.session_state.get("trust.images") not in (20, 50, 100, 200):
+    st.session_state["trust.images"] = 100
 images = controls[0].select_slider(
     "Test images to score",
     [20, 50, 100, 200],
-    value=100,
     key="trust.images",
     help="The first ones the model gets right. More images: steadier scores, longer wait.",
 )

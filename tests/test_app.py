@@ -792,3 +792,49 @@ def test_the_results_page_offers_a_model_card_download():
     app = _open("results")
     buttons = [button for button in app.get("download_button") if "model card" in button.proto.label]
     assert len(buttons) == 1 and not app.exception  # its content: tests/test_report.py and the browser suite
+
+
+def test_trust_page_scores_in_the_background_and_sends_the_recommendation_to_predict():
+    import time
+
+    from ui import trust
+
+    app = _open("trust", trust__images=20)
+    assert any("Score the methods" in info.value for info in app.info)  # nothing scored yet
+    app.button(key="trust.start").click().run()
+    assert not app.exception
+    job = app.session_state["trust.job"]
+    deadline = time.time() + 240
+    while job.running and time.time() < deadline:
+        time.sleep(0.5)
+    assert job.error is None and job.board is not None
+    app.run()
+    assert not app.exception
+    board = trust.cached_board(job.key)
+    assert board is job.board and board.n == 20  # kept for the next visitor of this model
+    chosen = board.recommended
+    label = board.row(chosen["method"], chosen["layer"]).label
+    assert any(f"Use {label}" in message.value for message in app.success)
+    import cnnviz
+
+    table = app.dataframe[0].value
+    assert "random (chance)" in list(table["method"])
+    assert len(table) == len(cnnviz.METHODS) + 1  # every method at the default layer, and chance
+    assert list(table["insertion - deletion"]) == sorted(table["insertion - deletion"], reverse=True)
+    app.button(key="trust.use").click().run()
+    assert not app.exception
+    assert app.radio(key="predict.method").value == chosen["method"]
+    if chosen["layer"] is not None:  # the layer select exists only for methods that read a layer
+        assert app.selectbox(key="predict.layer").value == chosen["layer"]
+
+
+def test_predict_why_not_contrasts_the_answer_with_the_runner_up_and_shows_look_alikes():
+    app = _open()
+    assert not any("score minus" in caption.value for caption in app.caption)  # off until asked
+    app.toggle(key="predict.why_on").set_value(True).run()
+    assert not app.exception
+    assert app.selectbox(key="predict.rival").value != app.metric[0].value
+    assert any("training images the model finds most alike" in caption.value for caption in app.caption)
+    app.selectbox(key="predict.rival").set_value("star").run()
+    assert not app.exception
+    assert any("circle score minus the star score" in caption.value for caption in app.caption)

@@ -308,6 +308,29 @@ def test_clicking_a_confusion_matrix_cell_shows_its_images(server, page):
     page.locator(".js-plotly-plot").nth(2).wait_for()
 
 
+def test_a_mistake_cell_shows_why_the_model_chose_its_class_and_not_the_true_one(server, page):
+    page.goto(f"{server}/results")
+    matrix = page.locator(".js-plotly-plot").first
+    matrix.wait_for()
+    page.wait_for_timeout(1500)
+    # An off-diagonal cell with images: a small count (the diagonal holds hundreds).
+    target = None
+    for text in matrix.locator("g.hm text, text").all():
+        content = text.text_content().strip()
+        if content.isdigit() and 1 <= int(content) < 50:
+            target = text
+    assert target is not None, "the default model makes a few mistakes on its test split"
+    box = target.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2 - 4, box["y"] + box["height"] / 2 - 4)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    heading = page.locator("h4", has_text="and not")
+    heading.wait_for(timeout=60000)
+    assert heading.inner_text().startswith("Why ")
+    page.get_by_text("what would have to change for").wait_for(timeout=60000)
+    heading.scroll_into_view_if_needed()
+    _screenshot(page, "results-why-not")
+
+
 def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
     # Digits: short epochs even on a loaded 2-core machine; 50 epochs and no time budget, so Stop ends the run.
     page.goto(f"{server}/train?data.source=%22digits%22&train.epochs=50&train.budget=0")
