@@ -62,3 +62,18 @@ def test_readme_onnxruntime_snippet_prints_the_class_and_saves_the_heatmap_witho
     from PIL import Image
 
     assert Image.open(tmp_path / "heatmap.png").size == Image.open(tmp_path / "photo.png").size
+
+
+def test_readme_trust_example_runs(monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    code = next(block for block in blocks if "cnnviz.score_explanations(" in block)
+    code = code.replace("images=100)", 'images=5, methods=["gradcam", "saliency"])')
+    code = code.replace('load_dataset("shapes")', 'load_dataset("shapes", num_samples=400)')
+    monkeypatch.chdir(README.parent)  # the example reads assets/
+    output = io.StringIO()
+    namespace = {}
+    with contextlib.redirect_stdout(output):
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert "'reason':" in output.getvalue()
+    assert namespace["why"].contrast_map.shape == (64, 64)
+    assert len(namespace["board"].rows) == 5  # Grad-CAM at three layers, saliency, random
