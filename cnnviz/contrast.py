@@ -96,7 +96,8 @@ def why_not(
         foil: class B, by index or name: its rival.
         examples: training images to find look-alikes in: a `cnnviz.Split`
             (e.g. `data.train`) or an `(images, labels)` pair; `None` for none.
-        method, layer: the method (and layer) of the A and B maps. Defaults to Grad-CAM.
+        method, layer: the method (and layer) of the A and B maps. Defaults to
+            Grad-CAM (saliency for a model with no convolution map).
         k: int, look-alikes per class. Defaults to `3`.
         example_features: `cnnviz.features(model, examples' images)`, when
             already computed (the studio caches them).
@@ -120,8 +121,15 @@ def why_not(
         image = image[..., None]
     if image.ndim != 3:
         raise ConfigError(f"why_not explains one (height, width, channels) image, got shape {image.shape}.")
+    from cnnviz.explanations import METHODS
+    from cnnviz.introspect import cam_layers
+
     names = tuple(class_names_of(model))
     a, b = class_number(names, target), class_number(names, foil)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"k must be a whole number of at least 1, got {k!r}.")
+    if method in METHODS and METHODS[method].needs_layer and layer is None and not cam_layers(model, 1):
+        method = "saliency"  # no convolution map to put a class activation map on
     if a == b:
         raise ConfigError(f"pick two different classes to contrast, got {names[a]!r} twice.")
     maps = explain(model, np.stack([image, image]), method=method, class_index=[a, b], layer=layer)
@@ -134,6 +142,8 @@ def why_not(
     if examples is not None:
         pool, labels = (examples.images, examples.labels) if hasattr(examples, "labels") else examples
         pool, labels = np.asarray(pool), np.asarray(labels)
+        if len(pool) != len(labels):
+            raise ConfigError(f"{len(pool)} example images but {len(labels)} labels.")
         pool_features = features(model, pool) if example_features is None else np.asarray(example_features)
         if len(pool_features) != len(pool):
             raise ConfigError(f"{len(pool_features)} example features for {len(pool)} example images.")

@@ -163,7 +163,8 @@ def causal_curves(
     if np.any(classes < 0):
         raise ConfigError("causal curves follow a given class; pass class_index.")
     curves = []
-    chunk = max(1, 2048 // (steps + 1))
+    # At most ~2,048 model-sized images of 64x64 per chunk of paths, fewer for larger images: bounded memory.
+    chunk = max(1, introspect.scaled_batch(2048, *images.shape[1:3]) // (steps + 1))
     for mode in ("deletion", "insertion"):
         parts = []
         for start in range(0, len(images), chunk):
@@ -353,7 +354,8 @@ def _choose_images(model, test, count: int) -> tuple[NDArray[np.int64], NDArray[
 def _plan(model, methods, layers) -> list[tuple[str, str | None]]:
     from cnnviz.explanations import METHODS
 
-    methods = list(METHODS) if methods is None else list(methods)
+    everything = methods is None
+    methods = list(METHODS) if everything else list(methods)
     unknown = [name for name in methods if name not in METHODS]
     if unknown or not methods:
         raise ConfigError(
@@ -370,6 +372,8 @@ def _plan(model, methods, layers) -> list[tuple[str, str | None]]:
                 raise ConfigError(
                     f"no layer {layer!r} in the model; candidates are {', '.join(introspect.cam_layers(model, 3))}."
                 )
+    if everything and not layers:  # a model with no conv map: every method that reads none
+        methods = [name for name in methods if not METHODS[name].needs_layer]
     plan = []
     for name in methods:
         if METHODS[name].needs_layer:
@@ -435,7 +439,8 @@ def score_explanations(
         data: a `cnnviz.Dataset` (its test split is used, with labels on the
             model's classes: `cnnviz.runs.evaluation_data(model, source)` gives
             one for a source name or path, as `cnnviz evaluate` uses) or a `Split`.
-        methods: names from `cnnviz.METHODS`; defaults to all.
+        methods: names from `cnnviz.METHODS`; defaults to all (all that read
+            no layer, for a model without a convolution map).
         layers: layers for the methods that read one (the CAM methods and
             Score-CAM); defaults to the last three convolution maps with
             spatial extent (`cnnviz.introspect.cam_layers`).
@@ -453,9 +458,9 @@ def score_explanations(
     Example:
 
     >>> data = cnnviz.runs.evaluation_data(model, "shapes")
-    >>> board = cnnviz.score_explanations(model, data, images=50)
-    >>> board.recommended["method"], board.recommended["layer"]
-    ('gradcam', 'act4')
+    >>> board = cnnviz.score_explanations(model, data, methods=["gradcam", "saliency"], layers=["act4"])
+    >>> [(row.method, round(row.deletion_auc, 2)) for row in board.rows]
+    [('gradcam', 0.4), ('saliency', 0.59), ('random', 0.75)]
     """
     from cnnviz.explanations import explain
     from cnnviz.weights import fresh_copy
@@ -472,8 +477,12 @@ def score_explanations(
     batch, _ = introspect.model_batch(model, test.images[indices])
     boxes = None if test.boxes is None else np.asarray(test.boxes)[indices]
     if boxes is not None and batch.shape[1:3] != test.images.shape[1:3]:
+        # Inclusive pixel boxes: the first pixel scales down, the pixel past the last one scales up.
         scale = np.array(batch.shape[2:0:-1] * 2, np.float64) / np.array(test.images.shape[2:0:-1] * 2)
-        boxes = np.floor(boxes * scale).astype(np.int64)
+        corners = boxes.astype(np.float64) + np.array([0, 0, 1, 1])
+        boxes = np.concatenate(
+            [np.floor(corners[:, :2] * scale[:2]), np.ceil(corners[:, 2:] * scale[2:]) - 1], axis=1
+        ).astype(np.int64)
     randomized = fresh_copy(model, seed=sanity_seed)
     total = len(plan) + 1
     rows = []

@@ -80,10 +80,10 @@ def predict_panel(choice) -> None:
     right.plotly_chart(plotting.probability_figure(prediction["top_k"]), key="predict.chart")
     if note := choice.size_note(prediction["input_size"]):
         st.caption(note)
-    why_not_panel(choice, image, prediction)
+    why_not_panel(choice, image, caption, prediction)
 
 
-def why_not_panel(choice, image, prediction) -> None:
+def why_not_panel(choice, image, caption: str, prediction) -> None:
     """Why the predicted class and not another: three maps and the training look-alikes of each."""
     names = list(choice.class_names)
     predicted = names.index(prediction["class"])
@@ -98,21 +98,32 @@ def why_not_panel(choice, image, prediction) -> None:
     if not st.toggle(f"Why {prediction['class']} and not another class?", key="predict.why_on"):
         return
     with st.container(border=True):
-        if st.session_state.get("predict.rival") not in others:  # a new image or model: the runner-up
+        answered = (choice.key, caption, prediction["class"])
+        if (
+            st.session_state.get("predict.rival_for") != answered
+            or st.session_state.get("predict.rival") not in others
+        ):
+            st.session_state["predict.rival_for"] = (
+                answered  # a new image, model or answer: the runner-up first
+            )
             st.session_state["predict.rival"] = runner_up
         rival = st.selectbox(
             "The class to set it against", others, key="predict.rival", help="The runner-up by default."
         )
         examples = training_examples(choice)
-        why = compute.why_not(
-            choice.model,
-            choice.key,
-            image,
-            predicted,
-            names.index(rival),
-            examples,
-            0 if examples is None else len(examples),
-        )
+        try:
+            why = compute.why_not(
+                choice.model,
+                choice.key,
+                image,
+                predicted,
+                names.index(rival),
+                examples,
+                0 if examples is None else len(examples),
+            )
+        except cnnviz.CnnvizError as error:
+            st.error(f"{error} Try another class.")
+            return
         st.plotly_chart(plotting.contrast_figure(image, why), key="predict.why")
         st.caption(
             f"The last map is the gradient of the {prediction['class']} score minus the {rival} score: brighter "

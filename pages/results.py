@@ -5,6 +5,7 @@ import functools
 import pandas as pd
 import streamlit as st
 
+import cnnviz
 from cnnviz import plotting
 from ui import compute, runtime
 from ui.data import SAMPLE_LIMIT, test_data, training_examples
@@ -60,15 +61,19 @@ def why_not_panel(in_cell, true_class: int, predicted_class: int) -> None:
         help="One of the images above.",
     )
     examples = training_examples(choice)
-    why = compute.why_not(
-        choice.model,
-        choice.key,
-        test.images[number],
-        true_class,
-        predicted_class,
-        examples,
-        0 if examples is None else len(examples),
-    )
+    try:
+        why = compute.why_not(
+            choice.model,
+            choice.key,
+            test.images[number],
+            true_class,
+            predicted_class,
+            examples,
+            0 if examples is None else len(examples),
+        )
+    except cnnviz.CnnvizError as error:
+        st.error(f"{error} Try another image.")
+        return
     st.plotly_chart(plotting.contrast_figure(test.images[number], why), key="results.why")
     st.caption(
         f"The last map is the gradient of the {true_name} score minus the {predicted_name} score: what would have "

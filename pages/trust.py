@@ -73,6 +73,8 @@ if board is None:
     if job is not None and job.key == key and job.error:
         st.error(job.error)
     if controls[2].button("Score the methods", type="primary", key="trust.start", width="stretch"):
+        if job is not None:  # one board at a time per visitor: the CPU goes to the one asked for last
+            job.stop()
         job = trust.ScoringJob(data=data, model=choice.model, key=key, images=images, sweep=sweep)
         st.session_state["trust.job"] = job
         job.start("cnnviz-scoring")
@@ -154,12 +156,11 @@ with curves_tab:
     label = pick[0].selectbox(
         "Method", labels, index=labels.index(recommended_label), key="trust.curve_method"
     )
-    number = pick[1].slider("Test image", 1, board.n, 1, key="trust.curve_image")
+    number = pick[1].slider("Test image", 1, board.n, 1, key="trust.curve_image") if board.n > 1 else 1
     row = rows[labels.index(label)]
     index, class_index = int(board.indices[number - 1]), int(board.classes[number - 1])
-    image = data.test.images[index]
-    heatmap, deletion, insertion, paths = compute.causal_example(
-        choice.model, choice.key, image, row.method, row.layer, class_index
+    image, heatmap, deletion, insertion, paths = compute.causal_example(
+        choice.model, choice.key, data.test.images[index], row.method, row.layer, class_index
     )
     class_name = data.class_names[class_index]
     left, right = st.columns([1, 2.2])

@@ -824,8 +824,30 @@ def test_trust_page_scores_in_the_background_and_sends_the_recommendation_to_pre
     app.button(key="trust.use").click().run()
     assert not app.exception
     assert app.radio(key="predict.method").value == chosen["method"]
-    if chosen["layer"] is not None:  # the layer select exists only for methods that read a layer
-        assert app.selectbox(key="predict.layer").value == chosen["layer"]
+
+
+def test_use_it_on_predict_also_sets_the_recommended_layer():
+    import cnnviz
+    from ui import trust
+
+    app = _open("trust", trust__images=50)
+    # A board that recommends a method at a layer other than the default, as a layer sweep may.
+    row = cnnviz.scoring.ScoreRow("gradcam++", "act3", 0.3, 0.9, 0.9, 0.6, 0.1, 1.0)
+    board = cnnviz.Scoreboard(
+        (row,), cnnviz.scoring.recommend([row]), 50, np.arange(50), np.zeros(50, np.int64)
+    )
+    key = trust.board_key("default:shapes.keras", 50, False)
+    trust._keep(key, board)
+    try:
+        app.run()
+        assert any("Use Grad-CAM++ at act3" in message.value for message in app.success)
+        app.button(key="trust.use").click().run()
+        assert not app.exception
+        assert app.radio(key="predict.method").value == "gradcam++"
+        assert app.selectbox(key="predict.layer").value == "act3"
+    finally:
+        with trust._LOCK:
+            trust._BOARDS.pop(key, None)
 
 
 def test_predict_why_not_contrasts_the_answer_with_the_runner_up_and_shows_look_alikes():
@@ -833,7 +855,12 @@ def test_predict_why_not_contrasts_the_answer_with_the_runner_up_and_shows_look_
     assert not any("score minus" in caption.value for caption in app.caption)  # off until asked
     app.toggle(key="predict.why_on").set_value(True).run()
     assert not app.exception
-    assert app.selectbox(key="predict.rival").value != app.metric[0].value
+    import cnnviz
+
+    model = cnnviz.load_model(ROOT / "assets" / "models" / "shapes.keras")
+    sample = cnnviz.load_image(ROOT / "assets" / "samples" / "shape_circle.png")
+    runner_up = cnnviz.predict(model, sample, top_k=2)[0]["top_k"][1]["class"]
+    assert app.selectbox(key="predict.rival").value == runner_up
     assert any("training images the model finds most alike" in caption.value for caption in app.caption)
     app.selectbox(key="predict.rival").set_value("star").run()
     assert not app.exception

@@ -504,11 +504,32 @@ def test_explain_contrast_writes_the_why_not_map_and_refuses_the_explained_class
     item = _last_json(out)["results"][0]
     assert (item["class"], item["contrast"]) == ("star", "square")
     assert item["heatmap_png"].endswith("shape_star.not-square.png") and Path(item["heatmap_png"]).is_file()
+    assert item["map"] == "contrast"
+    # An image the model already calls the contrast class is reported; the others are still drawn.
+    square = ASSETS.parent / "samples" / "shape_square.png"
+    status, out, err = _run(
+        capsys,
+        "explain",
+        str(ASSETS / "shapes.keras"),
+        str(sample),
+        str(square),
+        "--contrast",
+        "star",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
+    payload = _last_json(out)
+    assert status == 2 and "predicts star itself" in err
+    assert [entry["file"] for entry in payload["errors"]] == [str(sample)]
+    assert [(entry["class"], entry["contrast"]) for entry in payload["results"]] == [("square", "star")]
     status, _, err = _run(
         capsys,
         "explain",
         str(ASSETS / "shapes.keras"),
         str(sample),
+        "--class",
+        "star",
         "--contrast",
         "star",
         "--out",

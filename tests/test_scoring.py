@@ -267,3 +267,47 @@ def test_why_not_refuses_one_class_twice_and_an_unknown_class(shapes_model):
         cnnviz.why_not(shapes_model, image, "star", 3)
     with pytest.raises(ConfigError, match="'hexagon'"):
         cnnviz.why_not(shapes_model, image, "hexagon", "star")
+
+
+def test_pointing_and_energy_by_hand_with_inclusive_boxes():
+    heatmaps = np.zeros((2, 8, 8), np.float32)
+    heatmaps[0, 5, 7] = 3.0  # hottest at row 5, column 7: on the box's inclusive corner
+    heatmaps[0, 0, 0] = 1.0  # a quarter of the total lies outside
+    heatmaps[1, 2, 2] = 1.0  # hottest outside its box
+    heatmaps[1, 6, 6] = 0.5
+    boxes = np.array([[7, 5, 7, 5], [4, 4, 7, 7]])
+    pointing, energy = scoring._pointing(heatmaps, boxes)
+    assert pointing == pytest.approx(0.5)
+    assert energy == pytest.approx((3 / 4 + 0.5 / 1.5) / 2)
+
+
+def test_sanity_is_the_mean_rank_correlation_and_a_flat_map_shares_nothing():
+    ramp = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
+    assert scoring._sanity(ramp, ramp**2) == pytest.approx(1.0)  # same order: 1
+    assert scoring._sanity(ramp, -ramp) == pytest.approx(-1.0)
+    assert scoring._sanity(ramp, np.zeros_like(ramp)) == 0.0
+    both = np.concatenate([ramp, ramp])
+    assert scoring._sanity(both, np.concatenate([ramp, -ramp])) == pytest.approx(0.0)
+
+
+def test_a_model_without_a_conv_map_is_scored_and_contrasted_with_the_methods_that_need_none():
+    import keras
+
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    logits = keras.layers.Dense(2, name="logits")(keras.layers.Dense(8, activation="relu")(x))
+    model = keras.Model(inputs, keras.layers.Softmax(name="probs")(logits))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (30, 12, 12, 1)).astype(np.uint8)
+    labels = cnnviz.predict_probabilities(model, images).argmax(axis=1)  # all "right": something to score
+    from cnnviz.data import Split
+
+    board = cnnviz.score_explanations(model, Split(images, labels.astype(np.int64)), images=5)
+    assert {row.method for row in board.rows} == {
+        name for name, method in cnnviz.METHODS.items() if not method.needs_layer
+    } | {"random"}
+    assert cnnviz.features(model, images[:3]).shape == (3, 8)
+    why = cnnviz.why_not(model, images[0], "class_0", "class_1", examples=(images, labels))
+    assert why.method == "saliency" and why.target_map.shape == (12, 12)
+    with pytest.raises(ConfigError, match="k must be"):
+        cnnviz.why_not(model, images[0], 0, 1, k=0)

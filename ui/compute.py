@@ -177,15 +177,19 @@ def causal_example(
     _model, model_key: str, image: np.ndarray, method: str, layer: str | None, class_index: int
 ):
     """One image's heatmap, its deletion and insertion curves, and the images at `PATH_POINTS` of each path."""
-    from cnnviz import scoring
+    from cnnviz import introspect, scoring
 
-    heatmap = cnnviz.explain(_model, image, method=method, layer=layer, class_index=class_index)
-    deletion, insertion = scoring.causal_curves(_model, image[None], heatmap, class_index)
+    # At the size the model reads it (a model that takes any size may resize it), as the board scored it.
+    batch, _ = introspect.model_batch(_model, image)
+    heatmap = cnnviz.explain(_model, batch, method=method, layer=layer, class_index=class_index)
+    deletion, insertion = scoring.causal_curves(_model, batch, heatmap, class_index)
     paths = {
-        mode: scoring.perturbation_path(image[None], heatmap, mode)[0, list(PATH_POINTS)].astype(np.uint8)
+        mode: np.clip(scoring.perturbation_path(batch, heatmap, mode)[0, list(PATH_POINTS)], 0, 255).astype(
+            np.uint8
+        )
         for mode in ("deletion", "insertion")
     }
-    return heatmap[0], deletion[0], insertion[0], paths
+    return batch[0].astype(np.uint8), heatmap[0], deletion[0], insertion[0], paths
 
 
 @st.cache_resource(max_entries=8, show_spinner="Reading the training images' features...")

@@ -59,11 +59,9 @@ class ScoringJob(BackgroundJob):
     out_of_memory = "Out of memory: score fewer images."
 
     def work(self) -> None:
-        layers, methods = None, None
-        if not self.sweep:
-            layers = _default_layer(self.model)
-            if layers is None:  # no conv map: only the methods that read none
-                methods = [name for name, method in cnnviz.METHODS.items() if not method.needs_layer]
+        # The default layer alone, or the last three (None); a model with no conv map gets the methods that
+        # read none either way (`score_explanations` leaves the others out).
+        layers = None if self.sweep else _default_layer(self.model)
 
         def progress(done: int, total: int, label: str) -> None:
             self.done, self.total, self.current = done, total, label
@@ -72,7 +70,7 @@ class ScoringJob(BackgroundJob):
 
         try:
             self.board = cnnviz.score_explanations(
-                self.model, self.data, methods=methods, layers=layers, images=self.images, progress=progress
+                self.model, self.data, layers=layers, images=self.images, progress=progress
             )
         except _Stopped:
             self.error = "Stopped."

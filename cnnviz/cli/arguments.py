@@ -249,7 +249,7 @@ def _add_explain(commands) -> None:
         default=None,
         metavar="CLASS",
         help="draw why the explained class and not CLASS: where raising the pixels raises its logit over "
-        "CLASS's (the gradient of their difference)",
+        "CLASS's (the gradient of their difference; --method and --layer do not apply)",
     )
     explain.add_argument(
         "--opacity",

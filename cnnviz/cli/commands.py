@@ -296,21 +296,29 @@ def _command_explain(args) -> int:
     class_names = cnnviz.class_names_of(model)
     class_index = _class_index(model, args.class_name)
     foil = None if args.contrast is None else _class_index(model, args.contrast)
+    if foil is not None and class_index == foil:
+        raise UsageError(f"--contrast {args.contrast}: that is the class --class explains; pick another")
     results = []
     images, names, errors = _load_images(args.images)
+    probabilities = cnnviz.predict_probabilities(model, images) if images else []
+    explained = [class_index if class_index is not None else int(np.argmax(row)) for row in probabilities]
+    if foil is not None:  # an image the model already calls the contrast class has nothing to contrast
+        kept = [position for position, index in enumerate(explained) if index != foil]
+        for position in sorted(set(range(len(images))) - set(kept)):
+            message = (
+                f"{names[position]}: the model predicts {args.contrast} itself; name the class to explain "
+                "with --class"
+            )
+            errors.append({"file": names[position], "error": message})
+            print(f"cnnviz: {message}", file=sys.stderr)
+        images, names = [images[i] for i in kept], [names[i] for i in kept]
+        probabilities, explained = [probabilities[i] for i in kept], [explained[i] for i in kept]
     if images:
-        probabilities = cnnviz.predict_probabilities(model, images)
-        explained = [class_index if class_index is not None else int(np.argmax(row)) for row in probabilities]
         if foil is None:
             heatmaps = cnnviz.explain_each(
                 model, images, method=args.method, class_index=class_index, layer=args.layer
             )
         else:
-            if foil in explained:
-                raise UsageError(
-                    f"--contrast {args.contrast}: that is the class being explained; pick another, or "
-                    "name the class to explain with --class"
-                )
             heatmaps = [
                 cnnviz.contrastive_map(model, image, index, foil)[0]
                 for image, index in zip(images, explained)
@@ -328,6 +336,7 @@ def _command_explain(args) -> int:
                     "file": file_name,
                     "class": class_names[index],
                     "probability": float(row[index]),
+                    "map": args.method if foil is None else "contrast",
                     **(
                         {}
                         if foil is None
