@@ -66,6 +66,7 @@ _EXPORTS = {
     "Scoreboard": "cnnviz.scoring",
     "features": "cnnviz.embedding",
     "why_not": "cnnviz.contrast",
+    "timeline_of": "cnnviz.timeline",
     "Contrast": "cnnviz.contrast",
     "list_layers": "cnnviz.introspect",
     "default_cam_layer": "cnnviz.introspect",
@@ -163,6 +164,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers; a test ke
     from cnnviz.saving import class_names_of, load_model, save_model
     from cnnviz.scoring import Scoreboard, score_explanations
     from cnnviz.streaming import ImageStream, stream_image_folder
+    from cnnviz.timeline import timeline_of
     from cnnviz.training.augmentation import augment_preview
     from cnnviz.training.config import TrainConfig, TrainResult
     from cnnviz.training.loop import train

@@ -21,6 +21,7 @@ from typing import Any
 from cnnviz.errors import ModelFileError
 
 METADATA_ENTRY = "cnnviz.json"
+TIMELINE_ENTRY = "timeline.npz"  # the training timeline (`cnnviz.timeline`), when the model has one
 _METADATA_ATTRIBUTE = "_cnnviz_metadata_json"
 
 
@@ -78,9 +79,14 @@ def save_model(model, path: str | os.PathLike, class_names: tuple[str, ...] | No
     except OSError as error:
         raise ModelFileError(f"{path}: cannot write here ({error.strerror or error}).") from None
     try:
+        from cnnviz.timeline import dump_timeline, timeline_of
+
         keras.saving.save_model(model, temporary)
+        timeline = timeline_of(model)
         with zipfile.ZipFile(temporary, "a") as archive:
             archive.writestr(METADATA_ENTRY, json.dumps(metadata))
+            if timeline:
+                archive.writestr(TIMELINE_ENTRY, dump_timeline(timeline))
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
@@ -95,6 +101,7 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _WEIGHTS_ENTRY = "model.weights.h5"
 _MAX_JSON_BYTES = 16 * 1024**2  # config.json and cnnviz.json: a MobileNetV2 config is ~0.2 MB
 _MAX_ENTRIES = 10_000
+_MAX_TIMELINE_BYTES = 64 * 1024**2  # 50 epochs of 16 probes at 128 px and 500 feature vectors: ~15 MB
 _CHUNK = 1024**2
 
 
@@ -122,7 +129,7 @@ def load_model(path: str | os.PathLike):
     import keras
 
     path = Path(path)
-    config, metadata = _checked_archive(path)
+    config, metadata, timeline = _checked_archive(path)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except ModelFileError:
@@ -139,6 +146,10 @@ def load_model(path: str | os.PathLike):
         )
     if metadata:
         set_metadata(model, **metadata)
+    if timeline is not None:
+        from cnnviz.timeline import attach
+
+        attach(model, timeline)
     return model
 
 
@@ -156,8 +167,8 @@ def _megabytes(count: int) -> str:
     return f"{count / 1024**2:,.0f} MB" if count >= 1024**2 else f"{count / 1024:,.1f} KB"
 
 
-def _checked_archive(path: Path) -> tuple[dict, dict]:
-    """The model's config and cnnviz metadata, once the file has passed every size check."""
+def _checked_archive(path: Path) -> tuple[dict, dict, list | None]:
+    """The model's config, cnnviz metadata and training timeline, once the file has passed every size check."""
     from cnnviz import limits
 
     if not path.is_file():
@@ -199,6 +210,13 @@ def _checked_archive(path: Path) -> tuple[dict, dict]:
                 if METADATA_ENTRY in names
                 else {}
             )
+            from cnnviz.timeline import load_timeline
+
+            timeline = (
+                load_timeline(_read_capped(archive, TIMELINE_ENTRY, _MAX_TIMELINE_BYTES, path), path.name)
+                if TIMELINE_ENTRY in names
+                else None
+            )
             if not isinstance(config, dict) or not isinstance(metadata, dict):
                 raise ModelFileError(f"{path.name}: damaged model file (its config is not a JSON object).")
             _check_inputs(config, path)
@@ -215,7 +233,7 @@ def _checked_archive(path: Path) -> tuple[dict, dict]:
         raise ModelFileError(
             f"{path.name}: damaged model file ({str(error)[:200] or type(error).__name__})."
         ) from None
-    return config, metadata
+    return config, metadata, timeline
 
 
 def _declared_entry_count(path: Path) -> int:

@@ -184,6 +184,13 @@ def _add_train(commands) -> None:
         default=None,
         help="with --distribute mirrored and no GPU: split the CPU into N devices (to try it out)",
     )
+    train.add_argument(
+        "--timeline-out",
+        default=None,
+        metavar="DIR",
+        help="with --timeline K: write a PNG strip per probe image (its heatmap at every epoch) and "
+        "timeline.gif here",
+    )
     _add_image_size(train)
     train.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
     train.add_argument("--json", action="store_true", help="print a JSON summary as the last line")

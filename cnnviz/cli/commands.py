@@ -109,6 +109,11 @@ def _train_and_save(args, stop: threading.Event) -> int:
 
     out = _model_path(args.out)
     config = _train_config(args)
+    if args.timeline_out is not None:
+        if not config.timeline:
+            raise UsageError("--timeline-out: add --timeline K (how many probe images to follow, e.g. 8)")
+        if Path(args.timeline_out).exists() and not Path(args.timeline_out).is_dir():
+            raise UsageError(f"--timeline-out {args.timeline_out}: is a file; give a folder")
     # Before any other TensorFlow work: a strategy fixes devices and the cluster.
     strategy = make_strategy(args.distribute, args.cpu_replicas)
     data = _load_data(
@@ -164,6 +169,12 @@ def _report_training(args, result, data, saved: str | None, strategy) -> None:
         "model": saved,
         "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
     }
+    if result.timeline:
+        summary["timeline_epochs"] = [snapshot.epoch for snapshot in result.timeline]
+        if args.timeline_out:
+            from cnnviz.timeline import write_timeline
+
+            summary["timeline"] = write_timeline(result.timeline, tuple(data.class_names), args.timeline_out)
     if args.json:
         _print_json(summary)
         return

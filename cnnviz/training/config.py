@@ -56,6 +56,9 @@ class TrainConfig:
             augmentation and, for built-in data the CLI loads, the split.
             Nothing outside the run is reseeded. Defaults to `0`.
         precision: `"auto"`, `"float32"` or `"bfloat16"`. Defaults to `"auto"`.
+        timeline: int, how many validation images (spread over the classes)
+            to record before training and after every epoch; 0 turns the
+            timeline off (`cnnviz.training.timeline`). Defaults to `0`.
     """
 
     optimizer: str = _knob("adam", "optimizer", choices=OPTIMIZERS)
@@ -77,6 +80,9 @@ class TrainConfig:
     early_stopping: int = _knob(0, "epochs without improvement before stopping (0: off)")
     seed: int = _knob(0, "the run's seed (and the split seed of built-in data)")
     precision: str = _knob("auto", "auto: bfloat16 where the hardware has it", choices=PRECISIONS)
+    timeline: int = _knob(
+        0, "probe images recorded before training and after every epoch (0: off)", metavar="K"
+    )
 
     def __post_init__(self):
         for name, choices in (
@@ -89,7 +95,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}.")
         if not _is_number(self.learning_rate) or not 0 < self.learning_rate <= 100:
             raise ConfigError(f"learning_rate must be a number in (0, 100], got {self.learning_rate!r}.")
-        for name, low, high in (("batch_size", 1, 65536), ("early_stopping", 0, 1000)):
+        for name, low, high in (("batch_size", 1, 65536), ("early_stopping", 0, 1000), ("timeline", 0, 64)):
             _check_whole(name, getattr(self, name), low, high)
         if self.epochs is not None:
             _check_whole("epochs", self.epochs, 1, 100000)
@@ -147,6 +153,8 @@ class TrainResult:
         precision: the precision actually used, `"float32"` or `"bfloat16"`.
         config: the `TrainConfig` of the run.
         design: the name of the model design that was trained.
+        timeline: the `cnnviz.training.timeline.Snapshot`s (epoch 0, then
+            every epoch) when `config.timeline` is on, else `None`.
     """
 
     model: Any
@@ -161,6 +169,7 @@ class TrainResult:
     precision: str
     config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     design: str = ""
+    timeline: list | None = None
 
     def summary(self) -> dict[str, Any]:
         """One row for a table of runs."""

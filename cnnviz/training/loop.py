@@ -43,6 +43,8 @@ from cnnviz.training.augmentation import make_augmentation
 from cnnviz.training.config import TrainConfig, TrainResult
 from cnnviz.training.precision import model_precision, rebuild_float32, resolve_precision
 from cnnviz.training.sources import as_source
+from cnnviz.training.timeline import TimelineRecorder
+from cnnviz.training.timeline import attach as attach_timeline
 
 
 def train(
@@ -107,6 +109,7 @@ def train(
     has_validation = source.size("validation") > 0
     parts = _controls(state, config, has_validation, on_event, stop_event, watched, unwatched_after)
     parts += _checkpointer(state, checkpoint_path, strategy)
+    recorder = TimelineRecorder.from_source(source, config.timeline) if config.timeline else None
     _compile(model, config, strategy)
     train_seconds = _fit(
         model,
@@ -119,11 +122,11 @@ def train(
         ),
         source.dataset("validation", max(batch_size, 256)) if has_validation else None,
         (config.epochs or 2**31 - 1, state.steps_per_epoch),  # no epoch count: StopConditions ends the run
-        [*parts, *_logs(log_dir, strategy), *callbacks],
+        [*parts, *([recorder] if recorder else []), *_logs(log_dir, strategy), *callbacks],
         strategy,
         verbose,
     )
-    return _finalize(model, source, state, parts, precision, config, train_seconds, batch_size)
+    return _finalize(model, source, state, parts, precision, config, train_seconds, batch_size, recorder)
 
 
 def _check_strategy(strategy, config: TrainConfig) -> None:
@@ -263,7 +266,9 @@ def _part(parts: list, kind: type):
     return next((part for part in parts if isinstance(part, kind)), None)
 
 
-def _finalize(model, source, state, parts, precision, config, train_seconds, batch_size) -> TrainResult:
+def _finalize(
+    model, source, state, parts, precision, config, train_seconds, batch_size, recorder=None
+) -> TrainResult:
     """Keeps the best weights, hands back a float32 model and reports how the run went."""
     from cnnviz.saving import get_metadata, set_metadata
 
@@ -301,6 +306,9 @@ def _finalize(model, source, state, parts, precision, config, train_seconds, bat
         config=config,
         design=model.name,
     )
+    if recorder is not None:  # its recording time is in train_seconds: the rate includes what it costs
+        result.timeline = recorder.snapshots
+        attach_timeline(result.model, recorder.snapshots)
     emitter = _part(parts, control.EventEmitter)
     if emitter is not None:
         emitter.train_end(result)

@@ -37,8 +37,8 @@ class DataSource:
     def size(self, split: str) -> int:
         raise NotImplementedError
 
-    def arrays(self, split: str) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
-        """The split decoded into memory: uint8 images `(N, H, W, C)` and labels `(N,)`."""
+    def arrays(self, split: str, limit: int | None = None) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+        """The split (its first `limit` images) decoded into memory: uint8 images `(N, H, W, C)` and labels `(N,)`."""
         raise NotImplementedError
 
     def batches(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0):
@@ -98,12 +98,13 @@ class ArraySource(DataSource):
     def size(self, split: str) -> int:
         return len(self.splits[split][1]) if split in self.splits else 0
 
-    def arrays(self, split: str):
+    def arrays(self, split: str, limit: int | None = None):
         if split not in SPLITS:
             raise ConfigError(f"split must be train, validation or test, got {split!r}.")
         if split not in self.splits:
             return np.zeros((0, *self.image_shape), np.uint8), np.zeros(0, np.int64)
-        return self.splits[split]
+        images, labels = self.splits[split]
+        return (images, labels) if limit is None else (images[:limit], labels[:limit])
 
     def batches(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0):
         import tensorflow as tf
@@ -161,8 +162,8 @@ class StreamSource(DataSource):
             raise ConfigError(f"split must be train, validation or test, got {split!r}.")
         return len(getattr(self.stream, split))
 
-    def arrays(self, split: str):
-        return self.stream.arrays(split)
+    def arrays(self, split: str, limit: int | None = None):
+        return self.stream.arrays(split, limit)
 
     def batches(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0):
         # Decoding in parallel, out of order, is what makes streaming fast: a streamed run is not

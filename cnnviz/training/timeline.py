@@ -1,0 +1,77 @@
+"""Records the timeline (`cnnviz.timeline`) while `fit` runs: a Keras callback."""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+from numpy.typing import NDArray
+
+from cnnviz.timeline import MAX_FEATURE_IMAGES, Snapshot, attach, probe_indices
+
+__all__ = ["TimelineRecorder", "attach"]
+
+
+class TimelineRecorder(keras.callbacks.Callback):
+    """Records a `Snapshot` before training and after every epoch (see the module docstring)."""
+
+    def __init__(self, images: NDArray, labels: NDArray, feature_images: NDArray, feature_labels: NDArray):
+        super().__init__()
+        self.images = np.asarray(images)
+        self.labels = np.asarray(labels, np.int64)
+        self.feature_images = np.asarray(feature_images)
+        self.feature_labels = np.asarray(feature_labels, np.int64)
+        self.snapshots: list[Snapshot] = []
+
+    @classmethod
+    def from_source(cls, source, count: int) -> TimelineRecorder | None:
+        """Probes from the validation split (the training split when there is none)."""
+        split = "validation" if source.size("validation") else "train"
+        images, labels = source.arrays(split, limit=max(MAX_FEATURE_IMAGES, 20 * count))
+        if len(images) == 0:
+            return None
+        chosen = probe_indices(labels, count)
+        return cls(images[chosen], labels[chosen], images[:MAX_FEATURE_IMAGES], labels[:MAX_FEATURE_IMAGES])
+
+    def on_train_begin(self, logs=None):
+        if not self.snapshots:
+            self.record(0, None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = (logs or {}).get("val_accuracy")
+        self.record(epoch + 1, None if accuracy is None else float(accuracy))
+
+    def record(self, epoch: int, val_accuracy: float | None) -> None:
+        from cnnviz.embedding import features
+        from cnnviz.explanations import explain
+        from cnnviz.introspect import cam_layers
+        from cnnviz.weights import conv_layer_names, kernel_images
+
+        start = time.perf_counter()
+        model = self.model
+        probabilities = np.asarray(model(self.images.astype(np.float32), training=False), np.float32)
+        if cam_layers(model, 1):
+            heatmaps = explain(model, self.images, method="gradcam", class_index=self.labels)
+        else:
+            heatmaps = explain(model, self.images, method="saliency", class_index=self.labels)
+        kernels = (
+            np.rint(kernel_images(model) * 255).astype(np.uint8)
+            if conv_layer_names(model)
+            else np.zeros((0, 1, 1), np.uint8)
+        )
+        vectors = features(model, self.feature_images).astype(np.float16)
+        self.snapshots.append(
+            Snapshot(
+                epoch,
+                self.images,
+                self.labels,
+                probabilities,
+                heatmaps.astype(np.float32),
+                kernels,
+                val_accuracy,
+                vectors,
+                self.feature_labels,
+                time.perf_counter() - start,
+            )
+        )
