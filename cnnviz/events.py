@@ -1,7 +1,8 @@
 """What a training run tells its watcher while it runs: small frozen records.
 
 `cnnviz.train(..., on_event=f)` calls `f` with a `TrainBegin`, then `BatchEnd`
-(at most five a second) and `EpochEnd` records, and a `TrainEnd`.
+(at most five a second) and `EpochEnd` records (and `TimelineSnapshot`s when
+the timeline is on), and a `TrainEnd`.
 `cnnviz.compare` adds a `VariantBegin` before each variant's records and a
 `VariantEnd` after them. A UI tells them apart with `isinstance`.
 """
@@ -61,6 +62,17 @@ class EpochEnd:
     epoch: int
     metrics: dict[str, float]
     elapsed: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TimelineSnapshot:
+    """A timeline snapshot was recorded (`TrainConfig(timeline=K)`): before training, then after each epoch.
+
+    Attributes:
+        snapshot: the `cnnviz.timeline.Snapshot`.
+    """
+
+    snapshot: Any
 
 
 @dataclasses.dataclass(frozen=True)

@@ -103,6 +103,40 @@ def live_progress(polling: bool) -> None:
         )
     if rows:
         st.plotly_chart(plotting.training_curves_figure(rows), key=f"train.curves.{len(rows)}.{job.running}")
+    snapshots = job.snapshots()
+    if snapshots:
+        timeline_panel(snapshots, job.data.class_names)
+
+
+def timeline_panel(snapshots: list, class_names) -> None:
+    """Scrub (or play) the epochs: the followed images with their heatmaps and answers, and the first filters."""
+    from cnnviz.timeline import frames
+
+    st.markdown("**Watch it learn**: the same images, before training (epoch 0) and after every epoch.")
+    epochs = [snapshot.epoch for snapshot in snapshots]
+    current = st.session_state.get("train.timeline_epoch")
+    if current not in epochs or (running and not playing):
+        current = epochs[-1]  # a run in progress shows its latest epoch
+    elif playing:
+        current = epochs[(epochs.index(current) + 1) % len(epochs)]  # one epoch a second, round and round
+    st.session_state["train.timeline_epoch"] = current
+    controls = st.columns([5, 1], vertical_alignment="bottom")
+    if len(epochs) > 1:
+        controls[0].select_slider("Epoch", epochs, key="train.timeline_epoch")
+    if controls[1].toggle("Play", key="train.timeline_play") != playing:
+        st.rerun()  # the whole page: the polling that plays it starts or stops
+    snapshot = snapshots[epochs.index(st.session_state["train.timeline_epoch"])]
+    left, right = st.columns([3, 2])
+    left.image(
+        frames([snapshot], tuple(class_names), columns=min(8, len(snapshot.images)))[0],
+        caption="Grad-CAM for each image's true class; under it the top answer (green: right, red: wrong).",
+        width="stretch",
+    )
+    if len(snapshot.kernels):
+        right.plotly_chart(
+            plotting.kernel_figure(snapshot.kernels.astype("float32") / 255, title="First-layer filters"),
+            key="train.timeline_kernels",
+        )
 
 
 @st.fragment
@@ -136,8 +170,9 @@ def take_it_with_you(job, stem: str) -> None:
         right.caption(summary[:1].upper() + summary[1:] + ".")
 
 
-# Polls every second only while a run goes on.
-st.fragment(live_progress, run_every=1.0 if running else None)(running)
+# Polls every second only while a run goes on, or while the timeline plays.
+playing = st.session_state.get("train.timeline_play", False)
+st.fragment(live_progress, run_every=1.0 if running or playing else None)(running)
 
 if session.history:
     st.subheader("Runs in this session")

@@ -173,6 +173,14 @@ def test_train_page_trains_two_epochs_and_offers_the_model():
     assert any("Validation accuracy" in message.value for message in app.success)
     rate = f"{_studio(app).training_job.result.samples_per_second:,.0f} images a second"
     assert any(rate in message.value for message in app.success)
+    # The timeline is on in the studio: 8 followed images, before training and after each epoch, to scrub.
+    timeline = _studio(app).training_job.result.timeline
+    assert [snapshot.epoch for snapshot in timeline] == [0, 1, 2] and len(timeline[0].images) == 8
+    assert app.select_slider(key="train.timeline_epoch").value == 2
+    app.select_slider(key="train.timeline_epoch").set_value(0).run()
+    assert not app.exception and app.select_slider(key="train.timeline_epoch").value == 0
+    assert any("Watch it learn" in text.value for text in app.markdown)
+    assert len(app.get("image")) == 1 and len(app.get("plotly_chart")) >= 2  # the frame; curves and filters
     # Other pages now offer the session's model.
     app.switch_page("pages/predict.py").run()
     assert "Trained in this session" in app.selectbox(key="model.choice").options

@@ -339,6 +339,16 @@ SETTINGS: dict[str, Setting] = {
             0,
             field="early_stopping",
         ),
+        Setting(
+            "train.timeline",
+            "Timeline: images to follow (0 = off)",
+            "select_slider",
+            (0, 4, 8, 16),
+            8,
+            field="timeline",
+            help="These validation images are explained before training and after every epoch: scrub the epochs "
+            "below the curves to see when the network starts looking at the right pixels.",
+        ),
         # Improve
         Setting(
             "improve.design", "Baseline design", "selectbox", _baseline_choices, "fast", labels=_design_labels

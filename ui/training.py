@@ -31,7 +31,7 @@ from typing import Any
 
 import cnnviz
 from cnnviz import limits, runs
-from cnnviz.events import BatchEnd, EpochEnd, TrainBegin, VariantBegin, VariantEnd
+from cnnviz.events import BatchEnd, EpochEnd, TimelineSnapshot, TrainBegin, VariantBegin, VariantEnd
 from ui import runtime
 
 
@@ -202,6 +202,10 @@ class TrainingJob(BackgroundJob):
     def epochs(self) -> list[dict]:
         """One row per finished epoch: epoch, loss, accuracy, val_loss, val_accuracy."""
         return [{"epoch": e.epoch, **e.metrics} for e in list(self.events) if isinstance(e, EpochEnd)]
+
+    def snapshots(self) -> list:
+        """The timeline recorded so far (`cnnviz.timeline.Snapshot`s: epoch 0, then each epoch)."""
+        return [e.snapshot for e in list(self.events) if isinstance(e, TimelineSnapshot)]
 
     def progress(self) -> tuple[float, str]:
         """A 0..1 fraction and a line of text for a progress bar."""

@@ -109,7 +109,7 @@ def train(
     has_validation = source.size("validation") > 0
     parts = _controls(state, config, has_validation, on_event, stop_event, watched, unwatched_after)
     parts += _checkpointer(state, checkpoint_path, strategy)
-    recorder = TimelineRecorder.from_source(source, config.timeline) if config.timeline else None
+    recorder = TimelineRecorder.from_source(source, config.timeline, on_event) if config.timeline else None
     _compile(model, config, strategy)
     train_seconds = _fit(
         model,

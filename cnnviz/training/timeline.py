@@ -16,8 +16,16 @@ __all__ = ["TimelineRecorder", "attach"]
 class TimelineRecorder(keras.callbacks.Callback):
     """Records a `Snapshot` before training and after every epoch (see the module docstring)."""
 
-    def __init__(self, images: NDArray, labels: NDArray, feature_images: NDArray, feature_labels: NDArray):
+    def __init__(
+        self,
+        images: NDArray,
+        labels: NDArray,
+        feature_images: NDArray,
+        feature_labels: NDArray,
+        on_event=None,
+    ):
         super().__init__()
+        self.on_event = on_event
         self.images = np.asarray(images)
         self.labels = np.asarray(labels, np.int64)
         self.feature_images = np.asarray(feature_images)
@@ -25,14 +33,16 @@ class TimelineRecorder(keras.callbacks.Callback):
         self.snapshots: list[Snapshot] = []
 
     @classmethod
-    def from_source(cls, source, count: int) -> TimelineRecorder | None:
+    def from_source(cls, source, count: int, on_event=None) -> TimelineRecorder | None:
         """Probes from the validation split (the training split when there is none)."""
         split = "validation" if source.size("validation") else "train"
         images, labels = source.arrays(split, limit=max(MAX_FEATURE_IMAGES, 20 * count))
         if len(images) == 0:
             return None
         chosen = probe_indices(labels, count)
-        return cls(images[chosen], labels[chosen], images[:MAX_FEATURE_IMAGES], labels[:MAX_FEATURE_IMAGES])
+        return cls(
+            images[chosen], labels[chosen], images[:MAX_FEATURE_IMAGES], labels[:MAX_FEATURE_IMAGES], on_event
+        )
 
     def on_train_begin(self, logs=None):
         if not self.snapshots:
@@ -75,3 +85,7 @@ class TimelineRecorder(keras.callbacks.Callback):
                 time.perf_counter() - start,
             )
         )
+        if self.on_event is not None:
+            from cnnviz.events import TimelineSnapshot
+
+            self.on_event(TimelineSnapshot(self.snapshots[-1]))
