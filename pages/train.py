@@ -126,9 +126,9 @@ def timeline_panel(snapshots: list, class_names) -> None:
     if controls[1].toggle("Play", key="train.timeline_play") != playing:
         st.rerun()  # the whole page: the polling that plays it starts or stops
     snapshot = snapshots[epochs.index(st.session_state["train.timeline_epoch"])]
-    left, right = st.columns([3, 2])
+    left, right = st.columns([3, 1.4])
     left.image(
-        frames([snapshot], tuple(class_names), columns=min(8, len(snapshot.images)))[0],
+        frames([snapshot], tuple(class_names), columns=min(4, len(snapshot.images)))[0],
         caption="Grad-CAM for each image's true class; under it the top answer (green: right, red: wrong).",
         width="stretch",
     )

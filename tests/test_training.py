@@ -394,3 +394,15 @@ def test_a_global_tensorflow_seed_set_elsewhere_does_not_change_a_run(tiny_array
         tf.random.set_seed(None)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
+
+
+def test_noise_augmentation_draws_a_spread_per_image_up_to_the_share_asked():
+    flat = np.full((64, 16, 16, 3), 128, np.uint8)
+    noisy = cnnviz.augment_preview(flat, cnnviz.TrainConfig(noise=0.08), seed=0).astype(np.float32)
+    spreads = noisy.reshape(64, -1).std(axis=1)
+    assert spreads.max() <= 0.08 * 255 * 1.1  # at most the share asked (plus sampling error)
+    assert spreads.min() < 0.3 * spreads.max()  # each image its own spread, some nearly clean
+    assert abs(noisy.mean() - 128) < 1.0  # noise, not a brightness change
+    assert cnnviz.TrainConfig(noise=0.05).augments and not cnnviz.TrainConfig().augments
+    with pytest.raises(cnnviz.ConfigError, match="noise"):
+        cnnviz.TrainConfig(noise=1.5)

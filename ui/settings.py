@@ -140,7 +140,7 @@ def _design_labels() -> dict[str, str]:
 
 _AUGMENTATION_DEFAULTS = {
     name: DEFAULT_AUGMENTATION.get(name, TrainConfig.__dataclass_fields__[name].default)
-    for name in ("flip", "rotate", "zoom", "translate", "contrast")
+    for name in ("flip", "rotate", "zoom", "translate", "contrast", "noise")
 }
 
 #: Every setting of the studio, by key.
@@ -178,6 +178,16 @@ SETTINGS: dict[str, Setting] = {
             (0.0, 0.5, 0.05),
             _AUGMENTATION_DEFAULTS["contrast"],
             field="contrast",
+        ),
+        Setting(
+            "data.noise",
+            "Pixel noise",
+            "slider",
+            (0.0, 0.2, 0.01),
+            _AUGMENTATION_DEFAULTS["noise"],
+            field="noise",
+            help="Grainy copies: each image gets Gaussian noise of up to this share of the brightness range, "
+            "so the network learns shapes rather than clean edges.",
         ),
         # Build: the design's fields. The preset's values are loaded into them when the preset changes.
         Setting(

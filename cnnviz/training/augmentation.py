@@ -39,9 +39,35 @@ def make_augmentation(config: TrainConfig, seed: int = 0):
         steps.append(
             layers.RandomContrast(config.contrast, value_range=(0, 255), seed=seed + 4, name="contrast")
         )
+    if config.noise:
+        steps.append(_random_noise_layer()(config.noise * 255.0, seed=seed + 5, name="noise"))
     if not steps:
         return None
     return keras.Sequential(steps, name="augmentation")
+
+
+def _random_noise_layer():
+    """`RandomNoise`: Gaussian pixel noise whose standard deviation each image draws in [0, most]."""
+    import keras
+
+    class RandomNoise(keras.layers.Layer):
+        def __init__(self, most: float, seed: int = 0, **kwargs):
+            super().__init__(**kwargs)
+            self.most = float(most)
+            self.generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            shape = keras.ops.shape(images)
+            spread = keras.random.uniform((shape[0], 1, 1, 1), 0.0, self.most, seed=self.generator)
+            noisy = images + keras.random.normal(shape, seed=self.generator) * spread
+            return keras.ops.clip(noisy, 0.0, 255.0)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return RandomNoise
 
 
 def augment_preview(images: NDArray, config: TrainConfig, seed: int = 0) -> NDArray[np.uint8]:
