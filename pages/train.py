@@ -115,8 +115,10 @@ def timeline_panel(snapshots: list, class_names) -> None:
     st.markdown("**Watch it learn**: the same images, before training (epoch 0) and after every epoch.")
     epochs = [snapshot.epoch for snapshot in snapshots]
     current = st.session_state.get("train.timeline_epoch")
-    if current not in epochs or (running and not playing):
-        current = epochs[-1]  # a run in progress shows its latest epoch
+    grew = st.session_state.get("train.timeline_seen") != (id(snapshots[0]), len(epochs))
+    st.session_state["train.timeline_seen"] = (id(snapshots[0]), len(epochs))
+    if current not in epochs or (grew and not playing):
+        current = epochs[-1]  # a new epoch (or a new run) shows its latest snapshot
     elif playing:
         current = epochs[(epochs.index(current) + 1) % len(epochs)]  # one epoch a second, round and round
     st.session_state["train.timeline_epoch"] = current
