@@ -114,7 +114,11 @@ def bench_latency(results: dict) -> None:
     )
     rng = np.random.default_rng(0)
     cases = {
-        "shapes default model (64x64, 15 MFLOPs)": (shapes, cnnviz.load_dataset("shapes").test.images[:16], 3),
+        "shapes default model (64x64, 15 MFLOPs)": (
+            shapes,
+            cnnviz.load_dataset("shapes").test.images[:16],
+            3,
+        ),
         "MobileNetV2 224x224, random weights": (
             mobilenet,
             rng.integers(0, 256, (1, 224, 224, 3), np.uint8),

@@ -91,7 +91,8 @@ def bench_scrub(results: dict, steps: int = 20) -> None:
     job.events.extend(
         EpochEnd(s.epoch, {"loss": 1.0, "accuracy": 0.5}, float(s.epoch)) for s in snapshots[1:]
     )
-    job.events.extend(TimelineSnapshot(s) for s in snapshots)
+    for snapshot in snapshots:
+        job.on_event(TimelineSnapshot(snapshot))
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     app.run()
     session = StudioSession()

@@ -97,7 +97,8 @@ def why_not(
         examples: training images to find look-alikes in: a `cnnviz.Split`
             (e.g. `data.train`) or an `(images, labels)` pair; `None` for none.
         method, layer: the method (and layer) of the A and B maps. Defaults to
-            Grad-CAM (saliency for a model with no convolution map).
+            Grad-CAM. For a model with no convolution map, a method that reads
+            a layer (with no layer given) becomes saliency (`Contrast.method` says which).
         k: int, look-alikes per class. Defaults to `3`.
         example_features: `cnnviz.features(model, examples' images)`, when
             already computed (the studio caches them).

@@ -481,7 +481,8 @@ def score_explanations(
         scale = np.array(batch.shape[2:0:-1] * 2, np.float64) / np.array(test.images.shape[2:0:-1] * 2)
         corners = boxes.astype(np.float64) + np.array([0, 0, 1, 1])
         boxes = np.concatenate(
-            [np.floor(corners[:, :2] * scale[:2]), np.ceil(corners[:, 2:] * scale[2:]) - 1], axis=1
+            [np.floor(corners[:, :2] * scale[:2] + 1e-9), np.ceil(corners[:, 2:] * scale[2:] - 1e-9) - 1],
+            axis=1,
         ).astype(np.int64)
     randomized = fresh_copy(model, seed=sanity_seed)
     total = len(plan) + 1

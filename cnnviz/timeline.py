@@ -5,10 +5,13 @@ This module holds the snapshots, their storage and their pictures (no TensorFlow
 
 `TrainConfig(timeline=K)` keeps K validation images spread over the classes and
 records a `Snapshot` at epoch 0 (before any step) and after every epoch: what
-the model says about each probe, where Grad-CAM (at the default layer) looks
-for its true class, the first layer's kernels, the validation accuracy, and
-the penultimate features of up to `MAX_FEATURE_IMAGES` validation images (for a
-map of how the classes separate). `TrainResult.timeline` holds them;
+the model says about each probe, where Grad-CAM (at the default layer; saliency
+for a model with no convolution map) looks for its true class, the first
+layer's kernels, the validation accuracy, and the penultimate features of up to
+`MAX_FEATURE_IMAGES` validation images (training images when there is no
+validation split), for a map of how the classes separate. Each snapshot shows
+the weights at that epoch's end; the returned model holds the best weights seen,
+which may be an earlier epoch's. A long run keeps at most `MAX_SNAPSHOTS`. `TrainResult.timeline` holds them;
 `cnnviz.save_model` stores them inside the `.keras` file (`timeline.npz`) and
 `cnnviz.load_model` gives them back (`timeline_of(model)`).
 """
@@ -32,6 +35,7 @@ __all__ = [
     "frames",
     "load_timeline",
     "probe_indices",
+    "thin",
     "strips",
     "timeline_of",
     "write_timeline",
@@ -54,10 +58,13 @@ class Snapshot:
         images: uint8 `(K, H, W, C)`, the probe images (the same array in every snapshot).
         labels: int64 `(K,)`, the probe images' true classes (the same in every snapshot).
         probabilities: float32 `(K, classes)`: what the model said about each probe.
-        heatmaps: float32 `(K, H, W)` in [0, 1]: Grad-CAM at the default layer, for the true class.
+        heatmaps: float32 `(K, H, W)` in [0, 1]: Grad-CAM at the default layer, for the true class
+            (saliency for a model with no convolution map).
         kernels: uint8 `(F, kh, kw, 3)` or `(F, kh, kw)`: the first convolution's kernels as images.
         val_accuracy: float, or `None` (before training, or without validation images).
-        features: float16 `(M, D)`: penultimate features of up to `MAX_FEATURE_IMAGES` validation images.
+        features: float16 `(M, D)`: penultimate features of up to `MAX_FEATURE_IMAGES` validation
+            images (training images without a validation split; empty for a model with no dense
+            layer, or for some epochs of a saved long run with wide features).
         feature_labels: int64 `(M,)`: their classes.
         seconds: float, what recording this snapshot took.
     """
@@ -100,8 +107,30 @@ def timeline_of(model) -> list[Snapshot] | None:
     return getattr(model, _ATTRIBUTE, None)
 
 
+#: Most snapshots a run keeps: past it, every other snapshot between the first and the last goes.
+MAX_SNAPSHOTS = 101
+#: Most bytes of features a saved timeline keeps (a wide backbone's 1,280 features of 500 images are 1.3 MB
+#: per snapshot): past it, only every k-th snapshot keeps its features.
+FEATURE_BUDGET = 32 * 1024**2
+#: Most bytes a saved timeline may unpack to before `load_timeline` refuses it.
+MAX_INFLATED_BYTES = 160 * 1024**2
+
+
+def thin(snapshots: list[Snapshot], most: int = MAX_SNAPSHOTS) -> list[Snapshot]:
+    """At most `most` snapshots: the first, the last and, between them, every other one until they fit."""
+    snapshots = list(snapshots)
+    while len(snapshots) > max(2, most):
+        snapshots = snapshots[:1] + snapshots[1:-1][1::2] + snapshots[-1:]
+    return snapshots
+
+
 def dump_timeline(snapshots: list[Snapshot]) -> bytes:
-    """The timeline as `.npz` bytes: heatmaps as uint8, features as float16; no pickles."""
+    """The timeline as `.npz` bytes: heatmaps as uint8, features as float16; no pickles.
+
+    Features beyond `FEATURE_BUDGET` bytes are kept on every k-th snapshot only (the others get none).
+    """
+    total = sum(snapshot.features.nbytes for snapshot in snapshots)
+    every = max(1, -(-total // FEATURE_BUDGET))
     arrays: dict[str, Any] = {
         "epochs": np.asarray([snapshot.epoch for snapshot in snapshots], np.int64),
         "val_accuracy": np.asarray(
@@ -116,6 +145,8 @@ def dump_timeline(snapshots: list[Snapshot]) -> bytes:
             value = getattr(snapshot, field)
             if field == "heatmaps":
                 value = np.rint(np.clip(value, 0, 1) * 255).astype(np.uint8)
+            elif field in ("features", "feature_labels") and index % every and index != len(snapshots) - 1:
+                value = value[:0]
             arrays[f"{index}/{field}"] = value
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
@@ -123,15 +154,46 @@ def dump_timeline(snapshots: list[Snapshot]) -> bytes:
 
 
 def load_timeline(data: bytes, name: str = "model") -> list[Snapshot]:
-    """The snapshots `dump_timeline` wrote (`ModelFileError` for anything else)."""
+    """The snapshots `dump_timeline` wrote; `ModelFileError` for anything else.
+
+    The file may come from anyone: its members must unpack to at most `MAX_INFLATED_BYTES` (checked
+    before any is read), hold numbers of the expected kinds and dimensions, and fit each other.
+    """
+    import zipfile
+
+    damaged = f"{name}: its timeline is damaged"
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            inflated = sum(entry.file_size for entry in archive.infolist())
+        if inflated > MAX_INFLATED_BYTES:
+            raise ModelFileError(
+                f"{name}: its timeline unpacks to {inflated / 1024**2:,.0f} MB, over the limit."
+            )
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
-            epochs = stored["epochs"]
-            accuracies, seconds, images = stored["val_accuracy"], stored["seconds"], stored["images"]
+            epochs = _checked(stored["epochs"], "iu", 1, damaged)
+            accuracies = _checked(stored["val_accuracy"], "f", 1, damaged)
+            seconds = _checked(stored["seconds"], "f", 1, damaged)
+            images = _checked(stored["images"], "u", 4, damaged)
+            if not len(epochs) == len(accuracies) == len(seconds):
+                raise ModelFileError(f"{damaged} (per-epoch arrays of different lengths).")
             snapshots = []
             for index, epoch in enumerate(epochs):
-                values = {field: stored[f"{index}/{field}"] for field in _FIELDS}
+                values = {
+                    field: _checked(stored[f"{index}/{field}"], kinds, dimensions, damaged)
+                    for field, kinds, dimensions in _KINDS
+                }
+                count, classes = len(images), values["probabilities"].shape[-1]
+                if (
+                    values["labels"].shape != (count,)
+                    or values["probabilities"].shape != (count, classes)
+                    or values["heatmaps"].shape != images.shape[:3]
+                    or len(values["features"]) != len(values["feature_labels"])
+                    or values["labels"].min(initial=0) < 0
+                    or values["labels"].max(initial=0) >= max(classes, 1)
+                ):
+                    raise ModelFileError(f"{damaged} (arrays that do not fit each other).")
                 values["heatmaps"] = values["heatmaps"].astype(np.float32) / 255.0
+                values["probabilities"] = values["probabilities"].astype(np.float32)
                 accuracy = float(accuracies[index])
                 snapshots.append(
                     Snapshot(
@@ -142,13 +204,32 @@ def load_timeline(data: bytes, name: str = "model") -> list[Snapshot]:
                         **values,
                     )
                 )
-    except (KeyError, ValueError, OSError, IndexError) as error:
-        raise ModelFileError(f"{name}: its timeline is damaged ({str(error)[:120]}).") from None
-    for snapshot in snapshots:
-        count = len(snapshot.labels)
-        if not snapshot.probabilities.shape[0] == snapshot.heatmaps.shape[0] == len(snapshot.images) == count:
-            raise ModelFileError(f"{name}: its timeline is damaged (probe arrays of different lengths).")
+    except ModelFileError:
+        raise
+    except (KeyError, ValueError, OSError, IndexError, TypeError, MemoryError, zipfile.BadZipFile) as error:
+        raise ModelFileError(f"{damaged} ({str(error)[:120] or type(error).__name__}).") from None
     return snapshots
+
+
+#: Each stored snapshot array: its name, the dtype kinds it may have, its dimensions.
+_KINDS = (
+    ("labels", "iu", 1),
+    ("probabilities", "f", 2),
+    ("heatmaps", "u", 3),
+    ("kernels", "u", None),
+    ("features", "f", 2),
+    ("feature_labels", "iu", 1),
+)
+
+
+def _checked(array: NDArray, kinds: str, dimensions: int | None, damaged: str) -> NDArray:
+    if array.dtype.kind not in kinds or (dimensions is not None and array.ndim != dimensions):
+        raise ModelFileError(f"{damaged} (an array of {array.dtype} with {array.ndim} dimensions).")
+    return array
+
+
+def _name(class_names: tuple[str, ...], index: int) -> str:
+    return class_names[index] if 0 <= index < len(class_names) else f"class_{index}"
 
 
 def _tile_size(images: NDArray) -> tuple[int, int]:
@@ -179,7 +260,7 @@ def strips(snapshots: list[Snapshot], class_names: tuple[str, ...], opacity: flo
             strip.paste(tile.resize((width, height), Image.Resampling.NEAREST), (column * width, 0))
             predicted = int(snapshot.probabilities[probe].argmax())
             right = predicted == int(snapshot.labels[probe])
-            text = f"epoch {snapshot.epoch}\n{class_names[predicted][:12]} {snapshot.probabilities[probe, predicted]:.0%}"
+            text = f"epoch {snapshot.epoch}\n{_name(class_names, predicted)[:12]} {snapshot.probabilities[probe, predicted]:.0%}"
             draw.text((column * width + 3, height + 2), text, fill=(46, 125, 50) if right else (198, 40, 40))
         result.append(strip)
     return result
@@ -213,7 +294,7 @@ def frames(
             right = predicted == int(snapshot.labels[probe])
             draw.text(
                 (left + 2, top + height + 2),
-                class_names[predicted][:12],
+                _name(class_names, predicted)[:12],
                 fill=(46, 125, 50) if right else (198, 40, 40),
             )
         result.append(frame)

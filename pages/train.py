@@ -131,7 +131,8 @@ def timeline_panel(snapshots: list, class_names) -> None:
     left, right = st.columns([3, 1.4])
     left.image(
         frames([snapshot], tuple(class_names), columns=min(4, len(snapshot.images)))[0],
-        caption="Grad-CAM for each image's true class; under it the top answer (green: right, red: wrong).",
+        caption="Where the network looks for each image's true class (Grad-CAM); under it the top answer "
+        "(green: right, red: wrong).",
         width="stretch",
     )
     if len(snapshot.kernels):

@@ -128,3 +128,58 @@ def test_cli_timeline_out_writes_a_strip_per_probe_and_a_gif_frame_per_epoch(cap
         capsys, "train", "--data", "shapes", "--timeline-out", str(out), "--out", str(tmp_path / "n.keras")
     )
     assert status == 2 and "add --timeline K" in err
+
+
+def _npz(**arrays) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def test_a_hostile_timeline_is_refused_before_it_is_read(timeline_run):
+    import io
+
+    from cnnviz.timeline import MAX_INFLATED_BYTES, dump_timeline, load_timeline
+
+    good = dump_timeline(timeline_run[0].timeline)
+    assert [s.epoch for s in load_timeline(good)] == [0, 1, 2]
+    # A small entry that unpacks to more than the limit: refused from the zip's index, nothing inflated.
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("features.npy", b"\0" * (MAX_INFLATED_BYTES + 1))
+    assert len(bomb.getvalue()) < 1024**2
+    with pytest.raises(ModelFileError, match="unpacks to"):
+        load_timeline(bomb.getvalue())
+    # Text where numbers belong, and arrays that do not fit each other.
+    base = {
+        "epochs": np.array([0]),
+        "val_accuracy": np.array([np.nan]),
+        "seconds": np.array([0.1]),
+        "images": np.zeros((2, 8, 8, 3), np.uint8),
+        "0/labels": np.array([0, 1]),
+        "0/probabilities": np.full((2, 2), 0.5),
+        "0/heatmaps": np.zeros((2, 8, 8), np.uint8),
+        "0/kernels": np.zeros((1, 3, 3, 3), np.uint8),
+        "0/features": np.zeros((4, 3), np.float16),
+        "0/feature_labels": np.zeros(4, np.int64),
+    }
+    assert load_timeline(_npz(**base))[0].heatmaps.shape == (2, 8, 8)
+    for change in (
+        {"0/labels": np.array(["a", "b"])},
+        {"0/heatmaps": np.zeros((2, 4, 4), np.uint8)},
+        {"0/labels": np.array([0, 7])},
+        {"0/probabilities": np.full(2, 0.5)},
+        {"seconds": np.array([0.1, 0.2])},
+    ):
+        with pytest.raises(ModelFileError, match="timeline is damaged"):
+            load_timeline(_npz(**{**base, **change}))
+
+
+def test_a_long_run_keeps_the_first_and_last_snapshots_and_at_most_the_cap():
+    from cnnviz.timeline import thin
+
+    kept = thin(list(range(500)), most=101)
+    assert len(kept) <= 101 and kept[0] == 0 and kept[-1] == 499
+    assert kept == sorted(kept) and thin(list(range(50)), most=101) == list(range(50))

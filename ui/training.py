@@ -154,6 +154,7 @@ class TrainingJob(BackgroundJob):
     )  # format -> (bytes, ExportReport), made on request
     # Unique across sessions: caches shared by all sessions key the model by it.
     uid: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    timeline: list = dataclasses.field(default_factory=list)  # cnnviz.timeline.Snapshots, as they come
 
     failure = "Training failed"
     out_of_memory = "Out of memory: use a smaller batch size, fewer filters or smaller images."
@@ -176,7 +177,7 @@ class TrainingJob(BackgroundJob):
         self.result = runs.run(
             self.request,
             callbacks=[RememberInitialWeights()],
-            on_event=self.events.append,
+            on_event=self.on_event,
             stop_event=self.stop_event,
             log_dir=self.log_dir,
             **self.watch_options(),
@@ -204,8 +205,18 @@ class TrainingJob(BackgroundJob):
         return [{"epoch": e.epoch, **e.metrics} for e in list(self.events) if isinstance(e, EpochEnd)]
 
     def snapshots(self) -> list:
-        """The timeline recorded so far (`cnnviz.timeline.Snapshot`s: epoch 0, then each epoch)."""
-        return [e.snapshot for e in list(self.events) if isinstance(e, TimelineSnapshot)]
+        """The timeline recorded so far (`cnnviz.timeline.Snapshot`s: epoch 0, then each epoch, thinned
+        past `cnnviz.timeline.MAX_SNAPSHOTS` as the run's own list is)."""
+        return list(self.timeline)
+
+    def on_event(self, event) -> None:
+        """Keeps the events; timeline snapshots go to their own bounded list."""
+        if isinstance(event, TimelineSnapshot):
+            from cnnviz.timeline import thin
+
+            self.timeline = thin([*self.timeline, event.snapshot])
+        else:
+            self.events.append(event)
 
     def progress(self) -> tuple[float, str]:
         """A 0..1 fraction and a line of text for a progress bar."""

@@ -171,7 +171,9 @@ def _report_training(args, result, data, saved: str | None, strategy) -> None:
     }
     if result.timeline:
         summary["timeline_epochs"] = [snapshot.epoch for snapshot in result.timeline]
-        if args.timeline_out:
+        from cnnviz.distribute import is_chief
+
+        if args.timeline_out and is_chief(strategy):  # one writer, as for the model file
             from cnnviz.timeline import write_timeline
 
             summary["timeline"] = write_timeline(result.timeline, tuple(data.class_names), args.timeline_out)

@@ -59,9 +59,10 @@ class TrainConfig:
             augmentation and, for built-in data the CLI loads, the split.
             Nothing outside the run is reseeded. Defaults to `0`.
         precision: `"auto"`, `"float32"` or `"bfloat16"`. Defaults to `"auto"`.
-        timeline: int, how many validation images (spread over the classes)
-            to record before training and after every epoch; 0 turns the
-            timeline off (`cnnviz.training.timeline`). Defaults to `0`.
+        timeline: int, how many validation images (spread over the classes;
+            training images when there is no validation split) to record
+            before training and after every epoch; 0 turns the timeline off
+            (`cnnviz.timeline`). Defaults to `0`.
     """
 
     optimizer: str = _knob("adam", "optimizer", choices=OPTIMIZERS)
@@ -157,8 +158,8 @@ class TrainResult:
         precision: the precision actually used, `"float32"` or `"bfloat16"`.
         config: the `TrainConfig` of the run.
         design: the name of the model design that was trained.
-        timeline: the `cnnviz.training.timeline.Snapshot`s (epoch 0, then
-            every epoch) when `config.timeline` is on, else `None`.
+        timeline: the `cnnviz.timeline.Snapshot`s (epoch 0, then every
+            epoch) when `config.timeline` is on, else `None`.
     """
 
     model: Any

@@ -75,7 +75,8 @@ def train(
         config: a `TrainConfig`; defaults to `TrainConfig()`.
         callbacks: extra standard Keras callbacks, called after cnnviz's own.
         on_event: optional callable receiving `cnnviz.events` records:
-            `TrainBegin`, `BatchEnd` (at most 5 a second), `EpochEnd`, `TrainEnd`.
+            `TrainBegin`, `BatchEnd` (at most 5 a second), `EpochEnd`,
+            `TimelineSnapshot` (with `config.timeline`), `TrainEnd`.
         stop_event: optional `threading.Event`; setting it stops training
             within one batch, keeping the results so far.
         watched: optional callable saying whether someone still waits for the

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import keras
 import numpy as np
 from numpy.typing import NDArray
 
-from cnnviz.timeline import MAX_FEATURE_IMAGES, Snapshot, attach, probe_indices
+from cnnviz.timeline import MAX_FEATURE_IMAGES, Snapshot, attach, probe_indices, thin
 
 __all__ = ["TimelineRecorder", "attach"]
 
@@ -49,11 +50,15 @@ class TimelineRecorder(keras.callbacks.Callback):
             self.record(0, None)
 
     def on_epoch_end(self, epoch, logs=None):
-        accuracy = (logs or {}).get("val_accuracy")
+        logs = logs or {}
+        if not math.isfinite(float(logs.get("loss", 0.0))):
+            return  # the NaN guard rolls this epoch back; the curves skip it too
+        accuracy = logs.get("val_accuracy")
         self.record(epoch + 1, None if accuracy is None else float(accuracy))
 
     def record(self, epoch: int, val_accuracy: float | None) -> None:
         from cnnviz.embedding import features
+        from cnnviz.errors import ConfigError
         from cnnviz.explanations import explain
         from cnnviz.introspect import cam_layers
         from cnnviz.weights import conv_layer_names, kernel_images
@@ -65,12 +70,18 @@ class TimelineRecorder(keras.callbacks.Callback):
             heatmaps = explain(model, self.images, method="gradcam", class_index=self.labels)
         else:
             heatmaps = explain(model, self.images, method="saliency", class_index=self.labels)
-        kernels = (
-            np.rint(kernel_images(model) * 255).astype(np.uint8)
-            if conv_layer_names(model)
-            else np.zeros((0, 1, 1), np.uint8)
-        )
-        vectors = features(model, self.feature_images).astype(np.float16)
+        # A model of one's own may have no 2-D first convolution or no dense head: none of those, then.
+        try:
+            kernels = (
+                np.rint(kernel_images(model) * 255).astype(np.uint8) if conv_layer_names(model) else None
+            )
+        except ConfigError:
+            kernels = None
+        try:
+            vectors = features(model, self.feature_images).astype(np.float16)
+            vector_labels = self.feature_labels
+        except ConfigError:
+            vectors, vector_labels = np.zeros((0, 0), np.float16), self.feature_labels[:0]
         self.snapshots.append(
             Snapshot(
                 epoch,
@@ -78,13 +89,14 @@ class TimelineRecorder(keras.callbacks.Callback):
                 self.labels,
                 probabilities,
                 heatmaps.astype(np.float32),
-                kernels,
+                np.zeros((0, 1, 1), np.uint8) if kernels is None else kernels,
                 val_accuracy,
                 vectors,
-                self.feature_labels,
+                vector_labels,
                 time.perf_counter() - start,
             )
         )
+        self.snapshots = thin(self.snapshots)
         if self.on_event is not None:
             from cnnviz.events import TimelineSnapshot
 

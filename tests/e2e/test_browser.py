@@ -530,9 +530,12 @@ def test_eight_sessions_at_once_two_training_each_sees_only_its_own(server, brow
 def test_a_model_card_opens_offline_and_every_figure_and_image_renders(browser, tmp_path):
     import cnnviz
     from cnnviz import runs
+    from cnnviz.saving import get_metadata
 
+    model = cnnviz.load_model(ROOT / "assets" / "models" / "shapes.keras")
+    assert get_metadata(model)["training"]["history"]  # the shipped model records its training curves
     card = tmp_path / "card.html"
-    card.write_text(runs.model_card(cnnviz.load_model(ROOT / "assets" / "models" / "shapes.keras")))
+    card.write_text(runs.model_card(model))
     context = browser.new_context(offline=True, viewport={"width": 1200, "height": 900})
     page = context.new_page()
     errors, fetched = [], []
@@ -543,7 +546,8 @@ def test_a_model_card_opens_offline_and_every_figure_and_image_renders(browser, 
     assert errors == []
     assert [url for url in fetched if not url.startswith(("file:", "data:"))] == []
     figures = page.locator(".plotly-graph-div").count()
-    assert figures == 2 and page.locator(".js-plotly-plot").count() == figures  # each one drawn
+    # The training curves, the confusion matrix and the per-class bars, each one drawn.
+    assert figures == 3 and page.locator(".js-plotly-plot").count() == figures
     assert page.evaluate("[...document.images].every(image => image.complete && image.naturalWidth > 0)")
     assert page.evaluate("document.images.length") >= 2 * 4  # samples and mistakes, each with its heatmap
     _screenshot(page, "model-card")
