@@ -8,7 +8,7 @@ import streamlit as st
 import cnnviz
 from cnnviz import plotting
 from ui import compute, runtime
-from ui.data import SAMPLE_LIMIT, test_data, training_examples
+from ui.data import test_data_or_stop, training_examples
 from ui.models import require_model
 from ui.settings import settings_link
 from ui.widgets import selected_cells
@@ -21,20 +21,7 @@ st.write(
     "mistake. Click a cell to see its images and where the model looked."
 )
 choice = require_model()
-data, streamed = test_data(choice)
-if streamed:
-    st.caption(f"Data streamed from disk: scored on the first {SAMPLE_LIMIT} test images.")
-if data is None:
-    st.info(
-        "Results need the labelled test images the model was made for. They are known for the default models, "
-        "for a model trained on the Train page in this session, and for an uploaded model trained by cnnviz on "
-        "a built-in source."
-    )
-    st.page_link("pages/train.py", label="Train a model on your data", icon=":material/model_training:")
-    st.stop()
-if len(data.test) == 0:
-    st.info("This data has no test images (too few images per class); add more images to see results.")
-    st.stop()
+data = test_data_or_stop(choice, "Results need", "see results")
 
 evaluation = compute.evaluation(choice.model, choice.key, data)
 test = data.test

@@ -7,7 +7,7 @@ import cnnviz
 from cnnviz import plotting
 from cnnviz.scoring import BLUR_SIGMA, SANITY_LIMIT, STEPS
 from ui import compute, runtime, trust
-from ui.data import SAMPLE_LIMIT, test_data
+from ui.data import test_data_or_stop
 from ui.models import require_model
 
 runtime.enter_page()
@@ -20,20 +20,7 @@ st.write(
     "a map that does explains nothing about the training)?"
 )
 choice = require_model()
-data, streamed = test_data(choice)
-if data is None:
-    st.info(
-        "Scoring needs the labelled test images the model was made for: known for the default models, for a "
-        "model trained on the Train page in this session, and for an uploaded model trained by cnnviz on a "
-        "built-in source."
-    )
-    st.page_link("pages/train.py", label="Train a model on your data", icon=":material/model_training:")
-    st.stop()
-if len(data.test) == 0:
-    st.info("This data has no test images (too few images per class); add more images to score the methods.")
-    st.stop()
-if streamed:
-    st.caption(f"Data streamed from disk: scored on the first {SAMPLE_LIMIT} test images at most.")
+data = test_data_or_stop(choice, "Scoring needs", "score the methods")
 
 controls = st.columns([2, 2, 1.2], vertical_alignment="bottom")
 if st.session_state.get("trust.images") not in (20, 50, 100, 200):

@@ -118,6 +118,28 @@ def test_data(choice):
     return compute.evaluation_data(choice.model, choice.key, choice.data_source, own), streamed
 
 
+def test_data_or_stop(choice, needs: str, to_see: str):
+    """`test_data(choice)`'s data, or the page says why there is none and stops.
+
+    `needs` starts the sentence ("Results need"); `to_see` ends the one about too few images ("see results").
+    """
+    data, streamed = test_data(choice)
+    if streamed:
+        st.caption(f"Data streamed from disk: scored on the first {SAMPLE_LIMIT} test images.")
+    if data is None:
+        st.info(
+            f"{needs} the labelled test images the model was made for. They are known for the default models, "
+            "for a model trained on the Train page in this session, and for an uploaded model trained by cnnviz "
+            "on a built-in source."
+        )
+        st.page_link("pages/train.py", label="Train a model on your data", icon=":material/model_training:")
+        st.stop()
+    if len(data.test) == 0:
+        st.info(f"This data has no test images (too few images per class); add more images to {to_see}.")
+        st.stop()
+    return data
+
+
 #: Most training images searched for look-alikes ("why A and not B"): features of 2,000 small images
 #: take about a second on 2 cores, once per model.
 EXAMPLE_LIMIT = 2000
