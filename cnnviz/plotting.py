@@ -95,6 +95,34 @@ def image_grid_figure(
     return figure
 
 
+def filter_patterns_figure(
+    patterns: NDArray, filters: list[int], patches: NDArray | None = None, layer: str = ""
+):
+    """Each filter's generated pattern, beside the training or test patches that excite it most.
+
+    Args:
+        patterns: uint8 `(F, H, W, C)` from `cnnviz.filter_images`.
+        filters: the F channel indices (for the titles).
+        patches: uint8 `(F, k, h, w, C)` from `cnnviz.top_patches(...).patches`, or None for patterns only.
+        layer: the layer's name, for the title.
+    """
+    from cnnviz.render import tile
+
+    if patches is None:
+        return image_grid_figure(
+            patterns, [f"filter {f}" for f in filters], columns=6, title=f"Filter patterns of {layer}"
+        )
+    if len(patches) != len(patterns):
+        raise ConfigError(f"{len(patterns)} patterns but {len(patches)} sets of patches.")
+    images, titles = [], []
+    for filter_index, pattern, found in zip(filters, patterns, patches):
+        # A grey frame: a pattern may be white at its edges, and the page is white.
+        framed = np.pad(pattern, ((2, 2), (2, 2), (0, 0)), constant_values=190)
+        images += [framed, tile(found, columns=int(np.ceil(np.sqrt(len(found)))), padding=2, fill=255)]
+        titles += [f"filter {filter_index}: made for it", f"filter {filter_index}: top {len(found)} patches"]
+    return image_grid_figure(images, titles, columns=6, title=f"What excites each filter of {layer}")
+
+
 def heatmap_pairs_figure(
     images: NDArray,
     heatmaps: NDArray,

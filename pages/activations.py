@@ -4,6 +4,7 @@ import streamlit as st
 
 from cnnviz import plotting
 from ui import compute, runtime
+from ui.data import test_data
 from ui.models import require_model
 from ui.session import studio
 from ui.widgets import image_picker
@@ -38,8 +39,11 @@ with maps_tab:
 
 with maximize_tab:
     st.write(
-        "Gradient ascent on the input: start from grey noise and change the pixels, step by step, to make one "
-        "filter (or one class) respond as strongly as possible. The result is the pattern that filter looks for."
+        "Two answers to *what does this filter look for?* On the left, an image **made for it**: start from "
+        "faint noise and change it, step by step, to make the filter respond as strongly as possible. The image "
+        "is drawn from smooth waves (a Fourier spectrum) and shaken a little at every step, so what comes out is a "
+        "pattern, not pixel noise. On the right, the **test images that excite it most**, each cut to the part "
+        "of the image the filter can see (its receptive field)."
     )
     conv_like = [info.name for info in map_layers]
     left, right = st.columns(2)
@@ -59,10 +63,17 @@ with maximize_tab:
     if shown and shown[0] == choice.key:
         _, layer, filters = shown
         images = compute.filter_images(choice.model, choice.key, layer, filters)
+        data, _ = test_data(choice)
+        patches = None
+        if data is not None and len(data.test):
+            patches = compute.top_patches(choice.model, choice.key, layer, filters, data.test.images)
+        else:
+            st.caption(
+                "The test images this model was made for are not known here, so only the made patterns show; "
+                "train a model on the Train page, or pick a default model, to see its top patches too."
+            )
         st.plotly_chart(
-            plotting.image_grid_figure(
-                images, [f"filter {f}" for f in filters], columns=6, title=f"Filter patterns of {layer}"
-            ),
+            plotting.filter_patterns_figure(images, list(filters), patches, layer),
             key="activations.filter_grid",
         )
     if session.shown_classes == choice.key:

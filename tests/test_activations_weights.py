@@ -1,13 +1,17 @@
 """Feature maps, activation maximization, kernels, weight histograms and changes."""
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 
 import cnnviz
-from cnnviz import render
+from cnnviz import activations, render
 from cnnviz.errors import ConfigError
 from cnnviz.weights import fresh_copy
+
+SHAPES = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes.keras"
 
 
 @pytest.fixture
@@ -58,12 +62,110 @@ def test_class_images_of_the_shipped_shapes_model_are_classified_as_their_class(
     assert list(cnnviz.predict_probabilities(trained, images).argmax(axis=1)) == [0, 1, 2, 3]
 
 
+def test_high_frequency_share_of_a_checkerboard_is_all_and_of_a_ramp_is_almost_none():
+    checker = (np.indices((16, 16)).sum(axis=0) % 2 * 255).astype(np.uint8)[None, ..., None]
+    ramp = np.tile(np.linspace(0, 255, 16), (16, 1))[None, ..., None]
+    flat = np.full((1, 16, 16, 3), 128, np.uint8)
+    # A checkerboard is all Nyquist; a ramp's energy is at the lowest frequencies (its wrap-around edge aside).
+    assert activations.high_frequency_share(checker)[0] == pytest.approx(1.0)
+    assert activations.high_frequency_share(ramp)[0] < 0.1
+    assert activations.high_frequency_share(flat)[0] == 0.0
+
+
+def test_fourier_filter_images_are_smoother_and_excite_more_than_pixel_ascent():
+    trained = cnnviz.load_model(SHAPES)
+    probe = keras.Model(trained.input, trained.get_layer("conv4").output)
+    chosen = [0, 1, 2, 3]
+
+    def excitement(images):
+        outputs = np.asarray(probe(images.astype(np.float32)))
+        return np.mean([outputs[row, ..., unit].mean() for row, unit in enumerate(chosen)])
+
+    fourier = cnnviz.filter_images(trained, "conv4", filters=chosen)
+    pixel = cnnviz.filter_images(trained, "conv4", filters=chosen, parameterization="pixel")
+    assert fourier.shape == pixel.shape == (4, 64, 64, 3)
+    assert (
+        activations.high_frequency_share(fourier).mean()
+        < 0.75 * activations.high_frequency_share(pixel).mean()
+    )
+    assert excitement(fourier) > excitement(pixel)
+
+
+def test_a_filter_behind_a_relu_is_climbed_from_the_value_before_it(model):
+    infos = {info.name: info for info in cnnviz.list_layers(model)}
+    assert activations._climbed_layer(model, infos["act2"]) == "bn2"
+    assert activations._climbed_layer(model, infos["conv2"]) == "conv2"
+
+
+def _linear_net():
+    inputs = keras.Input((29, 31, 1))
+    x = keras.layers.Conv2D(2, 3, strides=2, padding="same", name="a")(inputs)
+    x = keras.layers.AveragePooling2D(2, name="b")(x)
+    x = keras.layers.ZeroPadding2D(((1, 0), (2, 1)), name="c")(x)
+    x = keras.layers.Conv2D(2, (5, 3), padding="valid", dilation_rate=(1, 2), name="d")(x)
+    skip = keras.layers.Conv2D(2, 1, name="e")(x)
+    x = keras.layers.Add(name="f")([x, keras.layers.Conv2D(2, 3, padding="same", name="g")(skip)])
+    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+@pytest.mark.parametrize("layer", ["a", "b", "d", "f"])
+def test_receptive_field_is_where_a_linear_net_units_gradient_is_nonzero(layer):
+    import tensorflow as tf
+
+    net = _linear_net()
+    keras.utils.set_random_seed(0)
+    for weights in net.weights:
+        weights.assign(np.random.default_rng(1).uniform(0.5, 1.5, weights.shape).astype(np.float32))
+    field = activations.receptive_field(net, layer)
+    tap = keras.Model(net.input, net.get_layer(layer).output)
+    image = tf.Variable(np.zeros((1, 29, 31, 1), np.float32))
+    rows, columns = tap.output.shape[1:3]
+    for row, column in [(0, 0), (rows // 2, columns // 2), (rows - 1, columns - 1)]:
+        with tf.GradientTape() as tape:
+            value = tf.reduce_sum(tap(image)[0, row, column])
+        touched = np.argwhere(np.abs(tape.gradient(value, image).numpy()[0, ..., 0]) > 0)
+        top, left, bottom, right = field.window(row, column)
+        inside = [max(top, 0), max(left, 0)], [min(bottom, 29) - 1, min(right, 31) - 1]
+        # Every pixel that moves the unit lies in its field...
+        assert np.all(touched.min(axis=0) >= inside[0]) and np.all(touched.max(axis=0) <= inside[1])
+        if (row, column) == (rows // 2, columns // 2):
+            # ...and, with positive weights, a central unit's field (in the image) is exactly the pixels that move it.
+            assert touched.min(axis=0).tolist() == inside[0] and touched.max(axis=0).tolist() == inside[1]
+
+
+def test_top_patches_are_the_strongest_images_cut_at_their_strongest_unit(model):
+    images = np.random.default_rng(4).integers(0, 255, (30, 24, 24, 3), dtype=np.uint8)
+    found = activations.top_patches(model, "act2", images, filters=[1, 3], k=4)
+    maps = keras.Model(model.input, model.get_layer("act2").output)(images.astype(np.float32)).numpy()
+    field = activations.receptive_field(model, "act2")
+    assert found.patches.shape == (2, 4, *field.size, 3) and found.filters == (1, 3)
+    for row, channel in enumerate((1, 3)):
+        strongest = maps[..., channel].reshape(30, -1).max(axis=1)
+        np.testing.assert_array_equal(found.image_indices[row], np.argsort(-strongest, kind="stable")[:4])
+        np.testing.assert_allclose(found.activations[row], np.sort(strongest)[::-1][:4], rtol=1e-5)
+        first = found.image_indices[row, 0]
+        unit = np.unravel_index(maps[first, ..., channel].argmax(), maps.shape[1:3])
+        assert tuple(found.positions[row, 0]) == unit
+        top, left, bottom, right = field.window(*unit)
+        inside = images[first, max(top, 0) : bottom, max(left, 0) : right]
+        cut = found.patches[row, 0, max(top, 0) - top :, max(left, 0) - left :][
+            : inside.shape[0], : inside.shape[1]
+        ]
+        np.testing.assert_array_equal(cut, inside)
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
         (lambda m: cnnviz.filter_images(m, "nope"), "no layer named 'nope'"),
         (lambda m: cnnviz.filter_images(m, "conv1", filters=[9]), "must be in 0..3"),
         (lambda m: cnnviz.class_images(m, classes=[5]), "must be in 0..2"),
+        (lambda m: cnnviz.filter_images(m, "conv1", parameterization="fft"), "must be one of fourier, pixel"),
+        (
+            lambda m: activations.top_patches(m, "logits", np.zeros((2, 24, 24, 3), np.uint8)),
+            "image-like map",
+        ),
+        (lambda m: activations.top_patches(m, "conv1", np.zeros((0, 24, 24, 3), np.uint8)), "at least one"),
         (lambda m: cnnviz.kernel_images(m, "conv2", mode="rgb"), "rgb needs 3"),
         (lambda m: cnnviz.kernel_images(m, "logits"), "not a 2-D convolution"),
         (lambda m: cnnviz.feature_maps(m, np.zeros((2, 24, 24, 3), np.uint8)), "one image"),

@@ -1,5 +1,6 @@
 """The studio's pages render and answer (streamlit.testing AppTest)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,9 +72,14 @@ def test_activations_page_shows_feature_maps_and_filter_patterns():
     assert len(app.get("plotly_chart")) == 1
     app.select_slider(key="activations.layer").set_value("conv1").run()
     assert not app.exception
+    app.slider(key="activations.max_count").set_value(4)
     app.button(key="FormSubmitter:activations.filters_form-Show filter patterns").click().run()
     assert not app.exception
     assert len(app.get("plotly_chart")) == 2  # the maps and the filter patterns
+    spec = json.loads(app.get("plotly_chart")[1].proto.spec)
+    titles = [annotation["text"] for annotation in spec["layout"]["annotations"]]
+    # Each filter: the pattern made for it, then the test patches that excite it most.
+    assert titles == [f"filter {f}: {part}" for f in range(4) for part in ("made for it", "top 9 patches")]
 
 
 def test_weights_page_shows_kernels_histograms_and_changes():
@@ -582,7 +588,6 @@ def _another_value(setting):
 
 
 def test_every_shared_setting_survives_a_link_and_each_widget_uses_the_tables_domain():
-    import json
 
     from ui import settings
 
@@ -626,7 +631,6 @@ def test_every_shared_setting_survives_a_link_and_each_widget_uses_the_tables_do
 
 
 def test_a_model_trained_and_downloaded_in_the_studio_evaluates_the_same_in_the_cli(tmp_path, capsys):
-    import json
 
     import cnnviz
     from cnnviz.cli import main
@@ -658,7 +662,6 @@ def test_a_model_trained_and_downloaded_in_the_studio_evaluates_the_same_in_the_
 def test_a_new_explanation_method_is_offered_by_the_studio_and_the_cli_with_one_registry_entry(
     monkeypatch, tmp_path, capsys
 ):
-    import json
 
     from cnnviz import explanations
     from cnnviz.cli import main

@@ -65,6 +65,11 @@ def filter_images(_model, model_key: str, layer: str, filters: tuple[int, ...]) 
     return cnnviz.filter_images(_model, layer, filters=list(filters))
 
 
+@st.cache_data(max_entries=16, show_spinner="Finding the patches that excite each filter most...")
+def top_patches(_model, model_key: str, layer: str, filters: tuple[int, ...], _images) -> np.ndarray:
+    return cnnviz.top_patches(_model, layer, _images, filters=list(filters)).patches
+
+
 @st.cache_data(max_entries=16, show_spinner="Climbing the gradient...")
 def class_images(_model, model_key: str) -> np.ndarray:
     return cnnviz.class_images(_model)
