@@ -32,6 +32,7 @@ navigation = st.navigation(
             st.Page("pages/activations.py", title="Activations", icon=":material/layers:"),
             st.Page("pages/weights.py", title="Weights", icon=":material/tune:"),
             st.Page("pages/results.py", title="Results", icon=":material/insights:"),
+            st.Page("pages/map.py", title="Map of what it learnt", icon=":material/scatter_plot:"),
             st.Page("pages/trust.py", title="Trust the heatmap", icon=":material/verified:"),
         ],
         "Improve": [st.Page("pages/improve.py", title="Compare variants", icon=":material/trending_up:")],

@@ -11,7 +11,12 @@ data audit use it.
 from __future__ import annotations
 
 import contextlib
+import io
+import re
+import sys
+import threading
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,7 +24,10 @@ from numpy.typing import NDArray
 from cnnviz import introspect
 from cnnviz.errors import ConfigError
 
-__all__ = ["feature_layer", "features", "nearest"]
+__all__ = ["PROJECTIONS", "align", "feature_layer", "features", "nearest", "project", "timeline_maps"]
+
+#: The 2-D maps `project` draws: a linear one, and a non-linear one that keeps neighbours together.
+PROJECTIONS = ("pca", "tsne")
 
 _FEATURE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -110,3 +118,143 @@ def nearest(query: NDArray, pool: NDArray, k: int = 3) -> NDArray[np.int64]:
         raise ConfigError(f"features of length {query.shape[1]} cannot be compared with {pool.shape[1]}.")
     index = NearestNeighbors(n_neighbors=min(int(k), len(pool))).fit(pool)
     return index.kneighbors(query, return_distance=False).astype(np.int64)
+
+
+def project(
+    vectors,
+    method: str = "pca",
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> NDArray[np.float32]:
+    """A 2-D map of feature vectors (from `features`): PCA, or t-SNE.
+
+    PCA (scikit-learn) is linear and instant: the two directions along which the
+    images differ most. t-SNE (scikit-learn, Barnes-Hut) keeps each image's nearest
+    neighbours near it, so classes the network has learnt to tell apart show as
+    separate islands; it takes seconds for a few thousand images, and distances
+    between islands mean little. (umap-learn would be the other choice; it needs
+    numba, whose compiling alone takes longer than t-SNE here.)
+
+    Args:
+        vectors: `(N, D)` features.
+        method: `"pca"` or `"tsne"`.
+        seed: int, t-SNE's random state (PCA needs none).
+        progress: called with `(iterations done, iterations)` as t-SNE goes (every
+            50 iterations); PCA calls it once with `(1, 1)`.
+
+    Returns:
+        float32 `(N, 2)`, each axis centred on 0 with unit spread.
+    """
+    if method not in PROJECTIONS:
+        raise ConfigError(f"method must be one of {', '.join(PROJECTIONS)}, got {method!r}.")
+    vectors = np.asarray(vectors, np.float32)
+    if vectors.ndim != 2:
+        raise ConfigError(f"project takes (N, D) feature vectors, got shape {vectors.shape}.")
+    if not np.all(np.isfinite(vectors)):
+        raise ConfigError(
+            "the features hold NaN or infinite values (a model that diverged?); nothing to map."
+        )
+    count = len(vectors)
+    if count < 3:
+        raise ConfigError(f"a map needs at least 3 images, got {count}.")
+    if method == "pca" or vectors.shape[1] < 2:
+        from sklearn.decomposition import PCA
+
+        components = min(2, vectors.shape[1])
+        points = PCA(n_components=components).fit_transform(vectors)
+        if progress is not None:
+            progress(1, 1)
+    else:
+        from sklearn.manifold import TSNE
+
+        iterations = 1000
+        tsne = TSNE(
+            perplexity=float(min(30.0, (count - 1) / 3.0)),
+            init="pca",
+            random_state=seed,
+            max_iter=iterations,
+            verbose=2 if progress is not None else 0,
+        )
+        with _reported(progress, iterations):
+            points = tsne.fit_transform(vectors)
+        if progress is not None:
+            progress(iterations, iterations)
+    points = np.asarray(points, np.float64)
+    if points.shape[1] == 1:
+        points = np.concatenate([points, np.zeros_like(points)], axis=1)
+    points -= points.mean(axis=0)
+    spread = points.std(axis=0)
+    return (points / np.where(spread > 0, spread, 1.0)).astype(np.float32)
+
+
+class _IterationWriter(io.TextIOBase):
+    """Stands in for stdout while t-SNE runs: its "Iteration N" lines from this thread become progress calls;
+    everything else (and every other thread's output) passes through."""
+
+    _ITERATION = re.compile(r"\[t-SNE\] Iteration (\d+)")
+
+    def __init__(self, original, progress, total: int):
+        self.original, self.progress, self.total = original, progress, total
+        self.thread = threading.get_ident()
+
+    def write(self, text: str) -> int:
+        if threading.get_ident() != self.thread:
+            return self.original.write(text)
+        match = self._ITERATION.search(text)
+        if match:
+            self.progress(min(int(match.group(1)), self.total), self.total)
+        return len(text)
+
+    def flush(self) -> None:
+        self.original.flush()
+
+
+@contextlib.contextmanager
+def _reported(progress, total: int):
+    if progress is None:
+        yield
+        return
+    original = sys.stdout
+    sys.stdout = _IterationWriter(original, progress, total)
+    try:
+        yield
+    finally:
+        sys.stdout = original
+
+
+def align(points: NDArray, reference: NDArray) -> NDArray[np.float32]:
+    """`points` rotated (or mirrored) to lie as close as possible to `reference`, the same images' other map.
+
+    Two maps of the same images come out in arbitrary orientations (PCA's axes flip
+    sign, t-SNE's rotate); orthogonal Procrustes undoes that, so a map per epoch
+    animates instead of jumping.
+    """
+    from scipy.linalg import orthogonal_procrustes
+
+    points = np.asarray(points, np.float64)
+    reference = np.asarray(reference, np.float64)
+    if points.shape != reference.shape:
+        raise ConfigError(f"cannot align a map of shape {points.shape} with one of shape {reference.shape}.")
+    rotation, _ = orthogonal_procrustes(points, reference)
+    return (points @ rotation).astype(np.float32)
+
+
+def timeline_maps(snapshots, method: str = "pca", seed: int = 0) -> list[NDArray[np.float32] | None]:
+    """The 2-D map of each timeline snapshot's features, turned to match the last epoch's.
+
+    Args:
+        snapshots: `cnnviz.timeline.Snapshot`s (`TrainResult.timeline`, or `timeline_of(model)`).
+        method, seed: as for `project`.
+
+    Returns:
+        One float32 `(M, 2)` map per snapshot, in order; `None` for a snapshot without features.
+    """
+    maps = [
+        project(snapshot.features, method, seed) if len(snapshot.features) >= 3 else None
+        for snapshot in snapshots
+    ]
+    reference = next((points for points in reversed(maps) if points is not None), None)
+    return [
+        None if points is None else align(points, reference) if points.shape == reference.shape else points
+        for points in maps
+    ]

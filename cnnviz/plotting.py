@@ -123,6 +123,69 @@ def filter_patterns_figure(
     return image_grid_figure(images, titles, columns=6, title=f"What excites each filter of {layer}")
 
 
+def embedding_figure(
+    points: NDArray,
+    labels: NDArray,
+    class_names,
+    predictions: NDArray | None = None,
+    color_by: str = "class",
+    title: str = "",
+):
+    """A 2-D map of images (from `cnnviz.embedding.project`): a dot per image, coloured by class or by right/wrong.
+
+    Each dot carries its image's index as `customdata`, so a click can say which image it is.
+
+    Args:
+        points: `(N, 2)` map coordinates.
+        labels: `(N,)` true classes.
+        class_names: the class names.
+        predictions: `(N,)` predicted classes (needed for `color_by="correct"`; shown on hover).
+        color_by: `"class"` or `"correct"`.
+        title: the chart's title.
+    """
+    go = _go()
+    points, labels = np.asarray(points), np.asarray(labels)
+    if color_by not in ("class", "correct"):
+        raise ConfigError(f"color_by must be class or correct, got {color_by!r}.")
+    if color_by == "correct" and predictions is None:
+        raise ConfigError("colouring by right or wrong needs the predictions.")
+    names = list(class_names)
+    indices = np.arange(len(points))
+    if color_by == "class":
+        from plotly.colors import qualitative
+
+        palette = qualitative.D3 if len(names) <= 10 else qualitative.Dark24
+        groups = [(names[c], labels == c, palette[c % len(palette)]) for c in range(len(names))]
+    else:
+        right = np.asarray(predictions) == labels
+        groups = [("right", right, "#2ca02c"), ("wrong", ~right, "#d62728")]
+    figure = go.Figure()
+    for name, mask, color in groups:
+        if not mask.any():
+            continue
+        hover = [f"image {i}: {names[labels[i]]}" for i in indices[mask]]
+        if predictions is not None:
+            hover = [f"{text}, called {names[int(predictions[i])]}" for text, i in zip(hover, indices[mask])]
+        figure.add_trace(
+            go.Scatter(
+                x=points[mask, 0],
+                y=points[mask, 1],
+                mode="markers",
+                name=name,
+                customdata=indices[mask],
+                hovertext=hover,
+                hoverinfo="text",
+                marker={"size": 6, "opacity": 0.75, "color": color},
+            )
+        )
+    figure.update_xaxes(showticklabels=False, zeroline=False)
+    figure.update_yaxes(showticklabels=False, zeroline=False, scaleanchor="x")
+    figure.update_layout(
+        title=title, margin=_MARGIN, height=520, legend={"itemsizing": "constant"}, clickmode="event+select"
+    )
+    return figure
+
+
 def heatmap_pairs_figure(
     images: NDArray,
     heatmaps: NDArray,

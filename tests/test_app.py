@@ -82,6 +82,29 @@ def test_activations_page_shows_feature_maps_and_filter_patterns():
     assert titles == [f"filter {f}: {part}" for f in range(4) for part in ("made for it", "top 9 patches")]
 
 
+def test_map_page_places_the_test_images_and_colours_them_by_class_or_by_right_and_wrong():
+    app = _open("map")
+    assert app.radio(key="map.view").options == ["Test images, the model now"]  # no timeline in the file
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    # One trace per class; every test image of the default model (1,200) is a dot carrying its index.
+    assert [trace["name"] for trace in spec["data"]] == ["circle", "square", "triangle", "star"]
+    indices = sorted(np.concatenate([_plotly_array(trace["customdata"]) for trace in spec["data"]]))
+    assert indices == list(range(1200))
+    app.radio(key="map.color").set_value("correct").run()
+    assert not app.exception
+    traces = json.loads(app.get("plotly_chart")[0].proto.spec)["data"]
+    assert traces[0]["name"] == "right" and len(_plotly_array(traces[0]["customdata"])) > 1100
+
+
+def _plotly_array(value) -> np.ndarray:
+    """A plotly JSON array: a list, or (plotly 6) `{"dtype", "bdata"}` base64."""
+    import base64
+
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)
+
+
 def test_weights_page_shows_kernels_histograms_and_changes():
     app = _open("weights")
     assert app.selectbox(key="weights.layer").value == "conv1"

@@ -177,3 +177,33 @@ def test_save_png_exports_figures(tmp_path):
         plotting.confusion_matrix_figure(np.eye(2, dtype=int)), tmp_path / "m.png", scale=1
     )
     assert Image.open(path).size[0] > 100
+
+
+def test_embedding_figure_has_a_trace_per_class_or_right_and_wrong_with_image_indices():
+    points = np.arange(12, dtype=np.float32).reshape(6, 2)
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    predictions = np.array([0, 1, 1, 1, 0, 0])
+    by_class = plotting.embedding_figure(points, labels, ["cat", "dog"])
+    assert [trace.name for trace in by_class.data] == ["cat", "dog"]
+    assert list(by_class.data[0].customdata) == [0, 2, 5] and list(by_class.data[0].x) == [0, 4, 10]
+    by_verdict = plotting.embedding_figure(points, labels, ["cat", "dog"], predictions, color_by="correct")
+    assert [trace.name for trace in by_verdict.data] == ["right", "wrong"]
+    assert list(by_verdict.data[1].customdata) == [2, 4]
+    assert "called cat" in by_verdict.data[1].hovertext[1]
+    with pytest.raises(ConfigError, match="needs the predictions"):
+        plotting.embedding_figure(points, labels, ["cat", "dog"], color_by="correct")
+
+
+def test_filter_patterns_figure_puts_each_pattern_beside_its_patch_mosaic():
+    patterns = np.zeros((2, 8, 8, 3), np.uint8)
+    patches = np.zeros((2, 9, 5, 5, 3), np.uint8)
+    figure = plotting.filter_patterns_figure(patterns, [3, 7], patches, "conv2")
+    titles = [annotation.text for annotation in figure.layout.annotations]
+    assert titles == [
+        "filter 3: made for it",
+        "filter 3: top 9 patches",
+        "filter 7: made for it",
+        "filter 7: top 9 patches",
+    ]
+    assert figure.data[0].z.shape == (12, 12, 3)  # the pattern in a 2-pixel frame
+    assert figure.data[1].z.shape == (3 * 5 + 2 * 2, 3 * 5 + 2 * 2, 3)  # 3x3 patches, 2-pixel gaps

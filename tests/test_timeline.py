@@ -57,6 +57,19 @@ def test_a_snapshot_before_training_and_after_every_epoch(timeline_run):
     )
 
 
+def test_feature_images_are_the_images_whose_features_the_snapshots_keep(timeline_run):
+    from cnnviz.embedding import features
+    from cnnviz.training.timeline import feature_images
+
+    result, images, labels = timeline_run
+    found, found_labels = feature_images((images, labels), cnnviz.TrainConfig(validation_split=0.25))
+    last = result.timeline[-1]
+    np.testing.assert_array_equal(found_labels, last.feature_labels)
+    np.testing.assert_allclose(
+        features(result.model, found), last.features.astype(np.float32), rtol=2e-3, atol=2e-3
+    )
+
+
 def test_the_timeline_is_off_unless_asked(tiny_arrays):
     result = cnnviz.train(
         cnnviz.ConvNetConfig(input_shape=(16, 16, 3), num_classes=2, conv_blocks=1, filters=2),

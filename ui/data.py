@@ -145,21 +145,27 @@ def test_data_or_stop(choice, needs: str, to_see: str):
 EXAMPLE_LIMIT = 2000
 
 
-def training_examples(choice):
-    """The training images the chosen model learnt from (at most `EXAMPLE_LIMIT`), or None when unknown."""
+def trained_on(choice):
+    """The data the chosen model was trained on, split as it was (a streamed folder stays streamed), or None
+    when unknown: known for a model trained here, and for one cnnviz trained on a built-in source."""
     from cnnviz.data import BUILTIN_SOURCES, native_image_size
     from cnnviz.runs import split_seed_of
 
     if choice.kind == "session":
         trained = studio().trained
-        data = None if trained is None else in_memory(trained.data)
-    elif (
+        return None if trained is None else trained.data
+    if (
         choice.data_source in BUILTIN_SOURCES
         and native_image_size(choice.data_source) == choice.input_shape[:2]
     ):
-        data = compute.dataset(choice.data_source, None, split_seed_of(choice.model))
-    else:
-        data = None
+        return compute.dataset(choice.data_source, None, split_seed_of(choice.model))
+    return None
+
+
+def training_examples(choice):
+    """The training images the chosen model learnt from (at most `EXAMPLE_LIMIT`), or None when unknown."""
+    data = trained_on(choice)
+    data = None if data is None else in_memory(data)
     if data is None or len(data.train) == 0:
         return None
     return data.train.subset(np.arange(min(len(data.train), EXAMPLE_LIMIT)))

@@ -11,7 +11,31 @@ from numpy.typing import NDArray
 
 from cnnviz.timeline import MAX_FEATURE_IMAGES, Snapshot, attach, probe_indices, thin
 
-__all__ = ["TimelineRecorder", "attach"]
+__all__ = ["TimelineRecorder", "attach", "feature_images"]
+
+
+def _feature_split(source) -> str:
+    return "validation" if source.size("validation") else "train"
+
+
+def feature_images(data, config=None) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """The images (and labels) whose features each snapshot of a run on `data` keeps, in the same order.
+
+    Args:
+        data: what the run trained on (a `Dataset`, an `ImageStream` or arrays, as for `cnnviz.train`).
+        config: the run's `TrainConfig`, where data without a validation split had one held out
+            (its `validation_split` and `seed` choose which images); not needed otherwise.
+
+    Returns:
+        uint8 `(M, H, W, C)` images and int64 `(M,)` labels: the first `MAX_FEATURE_IMAGES`
+        validation images, or training images when there is no validation split.
+    """
+    from cnnviz.training.sources import as_source
+
+    source = as_source(data)
+    if config is not None:
+        source = source.with_validation(config.validation_split, config.seed)
+    return source.arrays(_feature_split(source), limit=MAX_FEATURE_IMAGES)
 
 
 class TimelineRecorder(keras.callbacks.Callback):
@@ -36,8 +60,7 @@ class TimelineRecorder(keras.callbacks.Callback):
     @classmethod
     def from_source(cls, source, count: int, on_event=None) -> TimelineRecorder | None:
         """Probes from the validation split (the training split when there is none)."""
-        split = "validation" if source.size("validation") else "train"
-        images, labels = source.arrays(split, limit=max(MAX_FEATURE_IMAGES, 20 * count))
+        images, labels = source.arrays(_feature_split(source), limit=max(MAX_FEATURE_IMAGES, 20 * count))
         if len(images) == 0:
             return None
         chosen = probe_indices(labels, count)
