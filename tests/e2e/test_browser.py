@@ -312,6 +312,20 @@ def test_clicking_a_mistake_cell_shows_its_images_and_why_the_model_chose_its_cl
     _screenshot(page, "results-why-not")
 
 
+def test_clicking_a_dot_on_the_map_shows_that_test_image_its_heatmap_and_five_neighbours(server, page):
+    page.goto(f"{server}/map")
+    dots = page.locator(".js-plotly-plot .scatterlayer path.point")
+    dots.first.wait_for(timeout=120000)
+    assert dots.count() == 1200  # every test image of the default model
+    _screenshot(page, "map")
+    dots.nth(40).click(force=True)
+    caption = page.get_by_text(re.compile(r"^Test image \d+: a \w+, called \w+ \((right|wrong)\)$"))
+    caption.wait_for(timeout=60000)
+    page.get_by_text("Its 5 nearest neighbours").wait_for()
+    # The image, its heatmap, and 5 neighbours.
+    assert page.locator('[data-testid="stImage"]').count() == 7
+
+
 def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
     # Digits: short epochs even on a loaded 2-core machine; 50 epochs and no time budget, so Stop ends the run.
     page.goto(f"{server}/train?data.source=%22digits%22&train.epochs=50&train.budget=0")
