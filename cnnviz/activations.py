@@ -509,6 +509,8 @@ def top_patches(
     field = receptive_field(model, info.name)
     pixels = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
     height, width = pixels.shape[1:3]
+    if field is not None and field.size[0] >= height and field.size[1] >= width:
+        field = None  # it sees the whole image: the patch is the image, not a mostly white square
     if field is None:
         patches = pixels[order]
     else:

@@ -157,6 +157,11 @@ def project(
     count = len(vectors)
     if count < 3:
         raise ConfigError(f"a map needs at least 3 images, got {count}.")
+    if np.ptp(vectors, axis=0).max(initial=0.0) == 0:
+        # (scikit-learn's t-SNE crashes the process on identical rows.)
+        raise ConfigError(
+            "every image has the same features (a network that has not learnt, or has collapsed); nothing to map."
+        )
     if method == "pca" or vectors.shape[1] < 2:
         from sklearn.decomposition import PCA
 
@@ -187,26 +192,31 @@ def project(
     return (points / np.where(spread > 0, spread, 1.0)).astype(np.float32)
 
 
-class _IterationWriter(io.TextIOBase):
-    """Stands in for stdout while t-SNE runs: its "Iteration N" lines from this thread become progress calls;
-    everything else (and every other thread's output) passes through."""
+class _StdoutRouter(io.TextIOBase):
+    """Installed once as stdout: t-SNE's "Iteration N" lines from a thread that asked for progress become
+    calls of its callback; all other output goes to the real stdout."""
 
     _ITERATION = re.compile(r"\[t-SNE\] Iteration (\d+)")
 
-    def __init__(self, original, progress, total: int):
-        self.original, self.progress, self.total = original, progress, total
-        self.thread = threading.get_ident()
+    def __init__(self, original):
+        self.original = original
+        self.listeners: dict[int, Callable[[str], None]] = {}
 
     def write(self, text: str) -> int:
-        if threading.get_ident() != self.thread:
+        listener = self.listeners.get(threading.get_ident())
+        if listener is None:
             return self.original.write(text)
-        match = self._ITERATION.search(text)
-        if match:
-            self.progress(min(int(match.group(1)), self.total), self.total)
+        listener(text)
         return len(text)
 
     def flush(self) -> None:
         self.original.flush()
+
+    def __getattr__(self, name):  # fileno, encoding, buffer...: the real stream's
+        return getattr(self.original, name)
+
+
+_ROUTER_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -214,12 +224,21 @@ def _reported(progress, total: int):
     if progress is None:
         yield
         return
-    original = sys.stdout
-    sys.stdout = _IterationWriter(original, progress, total)
+    with _ROUTER_LOCK:
+        router = sys.stdout if isinstance(sys.stdout, _StdoutRouter) else _StdoutRouter(sys.stdout)
+        sys.stdout = router
+
+    def listen(text: str) -> None:
+        match = _StdoutRouter._ITERATION.search(text)
+        if match:
+            progress(min(int(match.group(1)), total), total)
+
+    thread = threading.get_ident()
+    router.listeners[thread] = listen
     try:
         yield
     finally:
-        sys.stdout = original
+        router.listeners.pop(thread, None)
 
 
 def align(points: NDArray, reference: NDArray) -> NDArray[np.float32]:

@@ -66,7 +66,7 @@ with maximize_tab:
         data, _ = test_data(choice)
         patches = None
         if data is not None and len(data.test):
-            patches = compute.top_patches(choice.model, choice.key, layer, filters, data.test.images)
+            patches = compute.top_patches(choice.model, choice.key, layer, filters, data.test.images[:2000])
         else:
             st.caption(
                 "The test images this model was made for are not known here, so only the made patterns show; "

@@ -28,10 +28,11 @@ if not snapshots:
 bar = st.empty()
 
 
-def picked_index(event) -> int | None:
-    """The image index of the dot the visitor clicked (its `customdata`), or None."""
+def picked_index(event, count: int) -> int | None:
+    """The image index of the dot the visitor clicked (its `customdata`), or None (also for a stale click)."""
     chosen = event.selection.points if event and event.selection else []
-    return int(chosen[0]["customdata"]) if chosen and "customdata" in chosen[0] else None
+    index = int(chosen[0]["customdata"]) if chosen and "customdata" in chosen[0] else None
+    return index if index is not None and 0 <= index < count else None
 
 
 def neighbours_row(images, labels, features, index: int, caption: str) -> None:
@@ -60,7 +61,9 @@ if view == views[0]:
         color_by,
         f"{len(points)} test images, {maps.METHODS[method].split(' (')[0]}",
     )
-    index = picked_index(st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="map.chart"))
+    index = picked_index(
+        st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="map.chart"), len(points)
+    )
     if index is not None:
         image, label, called = shown.images[index], shown.labels[index], shown.predictions[index]
         layer = compute.default_cam_layer(choice.model, choice.key)
@@ -103,7 +106,7 @@ else:
         + ("" if snapshot.val_accuracy is None else f", validation accuracy {snapshot.val_accuracy:.1%}"),
     )
     index = picked_index(
-        st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="map.timeline")
+        st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="map.timeline"), len(points)
     )
     st.caption(
         "Each epoch's map is turned to match the last one, so the islands stay put while they form. "

@@ -321,7 +321,7 @@ def test_clicking_a_dot_on_the_map_shows_that_test_image_its_heatmap_and_five_ne
     dots.nth(40).click(force=True)
     caption = page.get_by_text(re.compile(r"^Test image \d+: a \w+, called \w+ \((right|wrong)\)$"))
     caption.wait_for(timeout=60000)
-    page.get_by_text("Its 5 nearest neighbours").wait_for()
+    page.get_by_text("Its 5 nearest neighbours").first.wait_for()
     # The image, its heatmap, and 5 neighbours.
     assert page.locator('[data-testid="stImage"]').count() == 7
 
