@@ -75,6 +75,7 @@ _EXPORTS = {
     "filter_images": "cnnviz.activations",
     "class_images": "cnnviz.activations",
     "top_patches": "cnnviz.activations",
+    "audit": "cnnviz.cleaning",
     "receptive_field": "cnnviz.activations",
     "kernel_images": "cnnviz.weights",
     "weight_histograms": "cnnviz.weights",
@@ -130,6 +131,7 @@ def __dir__():
 
 if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers; a test keeps it equal to _EXPORTS
     from cnnviz.activations import class_images, feature_maps, filter_images, receptive_field, top_patches
+    from cnnviz.cleaning import audit
     from cnnviz.comparison import VARIANTS, compare
     from cnnviz.contrast import Contrast, why_not
     from cnnviz.data import Dataset, LoadReport, Split, load_dataset

@@ -217,6 +217,9 @@ def high_frequency_share(images) -> NDArray[np.float64]:
 #: a ReLU at zero for a grey start passes no gradient, so its filter would never move.
 _RECTIFIERS = ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU")
 
+#: The functions of an `Activation` layer that count as rectifiers (zero, or nearly, for negative inputs).
+_RECTIFYING_FUNCTIONS = ("relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish")
+
 #: Defaults per parameterization: (steps, learning rate). A pixel step is in 0..255 units; a Fourier one is Adam's.
 _DEFAULTS = {"fourier": (128, 0.02), "pixel": (60, 6.0)}
 
@@ -228,10 +231,15 @@ def _climbed_layer(model, info) -> str:
     if info.class_name not in _RECTIFIERS or "/" in info.name:
         return info.name
     functional = as_functional(model)
-    inbound = getattr(functional.get_layer(info.name).input, "_keras_history", None)
+    layer = functional.get_layer(info.name)
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")
+    if info.class_name == "Activation" and activation not in _RECTIFYING_FUNCTIONS:
+        return info.name  # a softmax or a sigmoid is climbed as it is
+    inbound = getattr(layer.input, "_keras_history", None)
     if inbound is None or inbound.operation.name == functional.inputs[0]._keras_history.operation.name:
         return info.name
-    return inbound.operation.name
+    names = {candidate.name for candidate in functional.layers}
+    return inbound.operation.name if inbound.operation.name in names else info.name
 
 
 def filter_images(
@@ -359,11 +367,12 @@ def receptive_field(model, layer: str) -> ReceptiveField | None:
 
     Convolutions (plain, depthwise, separable, dilated), pooling, zero padding and
     cropping are followed; any layer that keeps the map's size is passed through;
-    where branches meet (a residual `Add`), the widest branch counts.
+    where branches meet (a residual `Add`), the field covers every branch's.
 
     Returns:
         A `ReceptiveField`, or `None` where it is not known (a layer inside a
-        nested model, or one whose effect on position is not understood).
+        nested model, a model that takes any image size, or a layer whose effect
+        on position is not understood).
     """
     import keras
 
@@ -373,6 +382,8 @@ def receptive_field(model, layer: str) -> ReceptiveField | None:
     if len(path) != 1:
         return None
     functional = as_functional(model)
+    if any(side is None for side in tuple(functional.inputs[0].shape)[1:3]):
+        return None  # 'same' padding depends on the size the image is read at
     fields: dict[str, tuple] = {}
     root = functional.inputs[0]._keras_history.operation.name
     fields[root] = ((1, 1), (1, 1), (0.0, 0.0))
@@ -389,11 +400,27 @@ def receptive_field(model, layer: str) -> ReceptiveField | None:
         if any(field is None for field in known):
             fields[current.name] = None
         else:
-            fields[current.name] = _layer_field(current, max(known, key=lambda field: field[0]))
+            merged = _merged(known)
+            fields[current.name] = None if merged is None else _layer_field(current, merged)
         if current.name == path[0]:
             field = fields[current.name]
             return None if field is None else ReceptiveField(*field)
     return None
+
+
+def _merged(fields: list[tuple]) -> tuple | None:
+    """Where branches meet: per axis, the window that holds every branch's window of unit 0."""
+    if len(fields) == 1:
+        return fields[0]
+    if len({field[1] for field in fields}) != 1:
+        return None  # branches at different strides: not followed
+    size, start = [], []
+    for axis in (0, 1):
+        low = min(field[2][axis] - (field[0][axis] - 1) / 2 for field in fields)
+        high = max(field[2][axis] + (field[0][axis] - 1) / 2 for field in fields)
+        size.append(int(round(high - low)) + 1)
+        start.append((low + high) / 2)
+    return tuple(size), fields[0][1], tuple(start)
 
 
 def _layer_field(layer, field):
@@ -441,7 +468,8 @@ class TopPatches:
     Attributes:
         filters: the channel indices, in order.
         patches: uint8 `(F, k, h, w, C)`: per filter, the `k` patches, strongest first, cut
-            to the receptive field (white where the field overhangs the image).
+            to the receptive field (white where the field overhangs the image); the whole image as
+            the model reads it where the field is unknown or holds the whole image.
         image_indices: int64 `(F, k)`: which image each patch came from (one patch per image).
         positions: int64 `(F, k, 2)`: the map unit (row, column) of each.
         activations: float32 `(F, k)`: the filter's value there.

@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnnviz import plotting
 from ui import compute, runtime
-from ui.data import test_data
+from ui.data import test_patches
 from ui.models import require_model
 from ui.session import studio
 from ui.widgets import image_picker
@@ -63,11 +63,8 @@ with maximize_tab:
     if shown and shown[0] == choice.key:
         _, layer, filters = shown
         images = compute.filter_images(choice.model, choice.key, layer, filters)
-        data, _ = test_data(choice)
-        patches = None
-        if data is not None and len(data.test):
-            patches = compute.top_patches(choice.model, choice.key, layer, filters, data.test.images[:2000])
-        else:
+        patches = test_patches(choice, layer, filters)
+        if patches is None:
             st.caption(
                 "The test images this model was made for are not known here, so only the made patterns show; "
                 "train a model on the Train page, or pick a default model, to see its top patches too."

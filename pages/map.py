@@ -3,8 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from cnnviz import embedding, plotting
-from cnnviz.timeline import timeline_of
+from cnnviz import plotting
 from ui import compute, maps, runtime
 from ui.data import test_data_or_stop
 from ui.models import require_model
@@ -18,7 +17,7 @@ st.write(
     "is an image it confuses. Click a dot to see the image, where the model looked, and its 5 nearest neighbours."
 )
 choice = require_model()
-snapshots = [snapshot for snapshot in timeline_of(choice.model) or () if len(snapshot.features) >= 3]
+snapshots = maps.snapshots_with_features(choice.model)
 views = ["Test images, the model now"] + (["Training timeline, a map per epoch"] if snapshots else [])
 left, middle, right = st.columns(3)
 view = left.radio("Images", views, key="map.view")
@@ -28,16 +27,8 @@ if not snapshots:
 bar = st.empty()
 
 
-def picked_index(event, count: int) -> int | None:
-    """The image index of the dot the visitor clicked (its `customdata`), or None (also for a stale click)."""
-    chosen = event.selection.points if event and event.selection else []
-    index = int(chosen[0]["customdata"]) if chosen and "customdata" in chosen[0] else None
-    return index if index is not None and 0 <= index < count else None
-
-
 def neighbours_row(images, labels, features, index: int, caption: str) -> None:
-    nearest = embedding.nearest(features[index], features, k=6)[0]
-    nearest = [int(i) for i in nearest if i != index][:5]
+    nearest = maps.neighbours(features, index)
     st.markdown(f"**Its 5 nearest neighbours** {caption}")
     for column, neighbour in zip(st.columns(8), nearest):
         column.image(images[neighbour], caption=choice.class_names[labels[neighbour]], width="stretch")
@@ -59,9 +50,9 @@ if view == views[0]:
         choice.class_names,
         shown.predictions,
         color_by,
-        f"{len(points)} test images, {maps.METHODS[method].split(' (')[0]}",
+        f"{len(points)} test images, {maps.method_name(method)}",
     )
-    index = picked_index(
+    index = maps.picked_index(
         st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="map.chart"), len(points)
     )
     if index is not None:
@@ -102,10 +93,10 @@ else:
         points,
         snapshot.feature_labels,
         choice.class_names,
-        title=f"Epoch {epoch}: {len(points)} validation images, {maps.METHODS[method].split(' (')[0]}"
+        title=f"Epoch {epoch}: {len(points)} validation images, {maps.method_name(method)}"
         + ("" if snapshot.val_accuracy is None else f", validation accuracy {snapshot.val_accuracy:.1%}"),
     )
-    index = picked_index(
+    index = maps.picked_index(
         st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="map.timeline"), len(points)
     )
     st.caption(

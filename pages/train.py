@@ -31,7 +31,9 @@ def publish(job: TrainingJob) -> None:
         return
     job.published = True
     run = f"{job.run_id}-{job.uid}"
-    session.trained = TrainedModel(job.result.model, job.request.source, job.data, job.initial_weights, run)
+    session.trained = TrainedModel(
+        job.result.model, job.request.source, job.data, job.initial_weights, run, job.request.config
+    )
     session.history.append(job.history_row())
 
 

@@ -9,6 +9,7 @@ import pytest
 import cnnviz
 from cnnviz import activations, render
 from cnnviz.errors import ConfigError
+from cnnviz.introspect import model_batch
 from cnnviz.weights import fresh_copy
 
 SHAPES = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes.keras"
@@ -131,6 +132,48 @@ def test_receptive_field_is_where_a_linear_net_units_gradient_is_nonzero(layer):
         if (row, column) == (rows // 2, columns // 2):
             # ...and, with positive weights, a central unit's field (in the image) is exactly the pixels that move it.
             assert touched.min(axis=0).tolist() == inside[0] and touched.max(axis=0).tolist() == inside[1]
+
+
+def test_where_branches_of_different_shapes_meet_the_field_holds_both():
+    import tensorflow as tf
+
+    inputs = keras.Input((15, 15, 1))
+    wide = keras.layers.Conv2D(1, (1, 5), padding="same", name="wide")(inputs)
+    tall = keras.layers.Conv2D(1, (5, 1), padding="same", name="tall")(inputs)
+    joined = keras.layers.Add(name="joined")([wide, tall])
+    net = keras.Model(inputs, joined)
+    for weights in net.weights:
+        weights.assign(np.ones(weights.shape, np.float32))
+    field = activations.receptive_field(net, "joined")
+    assert field.size == (5, 5) and field.window(7, 7) == (5, 5, 10, 10)
+    image = tf.Variable(np.zeros((1, 15, 15, 1), np.float32))
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(net(image)[0, 7, 7])
+    touched = np.argwhere(tape.gradient(value, image).numpy()[0, ..., 0] != 0)
+    assert touched.min(axis=0).tolist() == [5, 5] and touched.max(axis=0).tolist() == [9, 9]
+
+
+def test_a_model_that_takes_any_size_has_no_fixed_receptive_field_and_its_patches_are_whole_images():
+    inputs = keras.Input((None, None, 3))
+    maps = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv")(inputs)
+    head = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(maps))
+    net = keras.Model(inputs, head)
+    assert activations.receptive_field(net, "conv") is None
+    images = np.random.default_rng(0).integers(0, 255, (5, 16, 16, 3), dtype=np.uint8)
+    found = activations.top_patches(net, "conv", images, filters=[0], k=2)
+    read, _ = model_batch(net, images)  # the images at the size this model reads them
+    np.testing.assert_array_equal(found.patches[0], read[found.image_indices[0]].astype(np.uint8))
+
+
+def test_a_softmax_activation_is_climbed_as_it_is():
+    inputs = keras.Input((8, 8, 3))
+    conv = keras.layers.Conv2D(2, 3, padding="same", name="conv")(inputs)
+    soft = keras.layers.Activation("softmax", name="soft")(conv)
+    relu = keras.layers.Activation("relu", name="rect")(soft)
+    net = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(relu)))
+    infos = {info.name: info for info in cnnviz.list_layers(net)}
+    assert activations._climbed_layer(net, infos["soft"]) == "soft"
+    assert activations._climbed_layer(net, infos["rect"]) == "soft"
 
 
 def test_top_patches_are_the_strongest_images_cut_at_their_strongest_unit(model):

@@ -140,6 +140,15 @@ def test_data_or_stop(choice, needs: str, to_see: str):
     return data
 
 
+def test_patches(choice, layer: str, filters: tuple[int, ...]):
+    """The test patches that excite each filter most (`cnnviz.top_patches`, over at most `EXAMPLE_LIMIT`
+    test images), or None when the model's test images are not known."""
+    data, _ = test_data(choice)
+    if data is None or len(data.test) == 0:
+        return None
+    return compute.top_patches(choice.model, choice.key, layer, filters, data.test.images[:EXAMPLE_LIMIT])
+
+
 #: Most training images searched for look-alikes ("why A and not B"): features of 2,000 small images
 #: take about a second on 2 cores, once per model.
 EXAMPLE_LIMIT = 2000

@@ -22,6 +22,31 @@ MAP_LIMIT = 2000
 METHODS = {"pca": "PCA (instant)", "tsne": "t-SNE (seconds; keeps neighbours together)"}
 
 
+def method_name(method: str) -> str:
+    """ "PCA" or "t-SNE"."""
+    return METHODS[method].split(" (")[0]
+
+
+def snapshots_with_features(model) -> list:
+    """The model's timeline snapshots that can be mapped (3 images or more), oldest first; [] without a timeline."""
+    from cnnviz.timeline import timeline_of
+
+    return [snapshot for snapshot in timeline_of(model) or () if len(snapshot.features) >= 3]
+
+
+def picked_index(event, count: int) -> int | None:
+    """The image index of the dot the visitor clicked (its `customdata`), or None (also for a stale click)."""
+    chosen = event.selection.points if event and event.selection else []
+    index = int(chosen[0]["customdata"]) if chosen and "customdata" in chosen[0] else None
+    return index if index is not None and 0 <= index < count else None
+
+
+def neighbours(features: np.ndarray, index: int, count: int = 5) -> list[int]:
+    """The `count` images nearest to image `index` in the network's feature space, itself left out."""
+    nearest = embedding.nearest(features[index], features, k=count + 1)[0]
+    return [int(i) for i in nearest if i != index][:count]
+
+
 @dataclasses.dataclass(frozen=True)
 class TestMap:
     """The test images on the map, and what the model makes of them."""
@@ -54,7 +79,7 @@ def points(
     """
     maps = studio().maps
     if key not in maps:
-        label = METHODS[method].split(" (")[0]
+        label = method_name(method)
 
         def report(done: int, total: int) -> None:
             bar.progress(done / total, text=f"{label}: {done} of {total} iterations")
@@ -77,8 +102,10 @@ def timeline_images(choice, snapshot):
     data = trained_on(choice)
     if data is None:
         return None
+    trained = studio().trained
+    config = trained.config if choice.kind == "session" and trained is not None else None
     try:
-        images, labels = feature_images(data)
+        images, labels = feature_images(data, config)
     except cnnviz.CnnvizError:
         return None
     count = len(snapshot.feature_labels)

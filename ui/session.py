@@ -34,6 +34,7 @@ class TrainedModel:
         data: the `Dataset` or `ImageStream` it trained on (Results scores its test split).
         initial_weights: the weights training started from (Weights: before and after).
         run: a run id unique across sessions (caches shared by all sessions key the model by it).
+        config: the `cnnviz.TrainConfig` it was trained with (which validation images it held out).
     """
 
     model: Any
@@ -41,6 +42,7 @@ class TrainedModel:
     data: Any
     initial_weights: list | None
     run: str
+    config: Any = None
 
 
 @dataclasses.dataclass

@@ -313,6 +313,40 @@ def _add_score(commands) -> None:
     score.add_argument("--json", action="store_true")
 
 
+def _add_audit(commands) -> None:
+    audit = commands.add_parser(
+        "audit",
+        help="find training images whose label is probably wrong, near-duplicates, outliers and confused "
+        "classes; or, with --apply, write a fixed copy of a folder",
+    )
+    audit.add_argument(
+        "source", metavar="SRC", help="a folder of class folders, a .zip of one, or a built-in name"
+    )
+    audit.add_argument(
+        "--folds",
+        type=bounded_number(int, 2, 10),
+        default=3,
+        help="models trained, each on all folds but one (default 3)",
+    )
+    audit.add_argument(
+        "--budget",
+        type=bounded_number(float, 1, 86400),
+        default=120.0,
+        help="seconds of training for all folds together (default 120)",
+    )
+    _add_design(audit, "what each fold trains (default: the fast preset)")
+    audit.add_argument("--seed", type=bounded_number(int, 0, 2**31 - 1), default=0)
+    audit.add_argument(
+        "--apply",
+        metavar="FIXES.csv",
+        help="instead of auditing: apply a fixes file (file,given,action,new_label) to SRC, written to --out",
+    )
+    audit.add_argument(
+        "--out", metavar="DIR", help="with --apply: a new folder for the fixed copy (SRC is never changed)"
+    )
+    audit.add_argument("--json", action="store_true")
+
+
 def _add_compare(commands) -> None:
     from cnnviz.comparison import DEFAULT_VARIANTS, VARIANTS
     from cnnviz.training.config import TrainConfig
@@ -386,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_predict,
         _add_explain,
         _add_score,
+        _add_audit,
         _add_compare,
         _add_export,
         _add_report,

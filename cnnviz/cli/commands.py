@@ -416,6 +416,81 @@ def _command_score(args) -> int:
     return 0
 
 
+def _command_audit(args) -> int:
+    from cnnviz import cleaning as auditing
+    from cnnviz.models import fit_design
+
+    if args.apply:
+        if not args.out:
+            raise UsageError(
+                "--apply needs --out DIR: a new folder for the fixed copy (SRC is never changed)"
+            )
+        source = Path(args.source)
+        if not source.is_dir():
+            raise UsageError(f"--apply works on a folder of class folders; {args.source} is not a folder")
+        try:
+            text = Path(args.apply).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"--apply {args.apply}: cannot read it as a CSV text file ({error})") from None
+        classes = sorted(
+            path.name for path in source.iterdir() if path.is_dir() and not path.name.startswith(".")
+        )
+        counts = auditing.apply_fixes(source, auditing.read_fixes(text, classes), args.out)
+        if args.json:
+            _print_json({"out": str(Path(args.out)), **counts})
+        else:
+            print(
+                f"{args.out}: {counts['kept']} images kept, {counts['relabelled']} relabelled, "
+                f"{counts['dropped']} dropped; {args.source} is unchanged"
+            )
+        return 0
+    if args.out:
+        raise UsageError("--out is for --apply; the audit itself writes nothing (use --json > audit.json)")
+    data = _load_data(args.source, seed=args.seed)
+    bar = _progress_bar(100, "auditing")
+    stop = threading.Event()
+
+    def progress(message: str, share: float) -> None:
+        bar.set_postfix_str(message)
+        bar.update(int(share * 100) - bar.n)
+
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        found = auditing.audit(
+            data,
+            design=fit_design(args.preset, data.image_shape, data.num_classes, **dict(args.overrides)),
+            folds=args.folds,
+            budget=args.budget,
+            seed=args.seed,
+            progress=progress,
+            stop_event=stop,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.close()
+    if args.json:
+        _print_json(found.to_json())
+        return 0
+    print(found.verdict)
+    for row in found.suspects[:20]:
+        print(f"  {row['score']:.3f}  {row['file']}: labelled {row['given']}, looks like {row['suggested']}")
+    if len(found.suspects) > 20:
+        print(f"  ... {len(found.suspects) - 20} more (--json lists them all)")
+    for row in found.duplicates[:10]:
+        kind = "the same image twice in" if row["same_label"] else "the same image under two labels:"
+        print(
+            f"  duplicate: {' and '.join(row['files'] or [])} ({kind} {' / '.join(sorted(set(row['labels'])))})"
+        )
+    for row in found.outliers[:10]:
+        print(f"  outlier: {row['file']} ({row['label']}, {row['score']:.1f}x the usual distance)")
+    for row in found.confused_pairs[:5]:
+        print(f"  confused: {row['classes'][0]} / {row['classes'][1]} ({row['examples']} images)")
+    for row in found.unreadable:
+        print(f"  unreadable: {row['file']} ({row['reason']})")
+    print(f"{len(found.labels)} images, {args.folds} folds, {found.seconds:.0f} s")
+    return 0
+
+
 def _command_compare(args) -> int:
     import cnnviz
     from cnnviz.events import VariantBegin
@@ -519,6 +594,7 @@ COMMANDS = {
     "predict": _command_predict,
     "explain": _command_explain,
     "score": _command_score,
+    "audit": _command_audit,
     "compare": _command_compare,
     "export": _command_export,
     "report": _command_report,
