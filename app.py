@@ -25,6 +25,7 @@ navigation = st.navigation(
         "Use": [st.Page("pages/predict.py", title="Predict", icon=":material/image_search:", default=True)],
         "Make your own": [
             st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
+            st.Page("pages/fix.py", title="Fix your data", icon=":material/cleaning_services:"),
             st.Page("pages/build.py", title="Build", icon=":material/account_tree:"),
             st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         ],

@@ -44,6 +44,7 @@ __all__ = [
     "TRUSTED_ACCURACY",
     "apply_fixes",
     "audit",
+    "dataset_zip",
     "fixed_dataset",
     "read_fixes",
     "write_fixes",
@@ -53,8 +54,9 @@ __all__ = [
 TRUSTED_ACCURACY = 0.7
 #: What a fix may do to an image.
 ACTIONS = ("keep", "relabel", "drop")
-#: Two images closer than this (thumbnails, mean removed, unit length) count as near-duplicates.
-DUPLICATE_DISTANCE = 0.1
+#: Two images closer than this (32x32 grey thumbnails, mean removed, unit length) count as near-duplicates:
+#: the same picture re-saved or resized, not two pictures of the same kind.
+DUPLICATE_DISTANCE = 0.05
 #: An image whose distance to its 5 nearest training images (penultimate features) is this many times the
 #: usual one is an outlier.
 OUTLIER_RATIO = 3.0
@@ -86,6 +88,8 @@ class Audit:
         trusted: whether `accuracy` reaches `TRUSTED_ACCURACY`.
         verdict: one sentence on what the ranking is worth.
         seconds: wall time of the audit.
+        models: the fold models (model `folds_of[i]` never saw image `i`: explain an image with it).
+        folds_of: int64 `(N,)`: the fold each image was held out in.
     """
 
     class_names: tuple[str, ...]
@@ -103,6 +107,8 @@ class Audit:
     trusted: bool
     verdict: str
     seconds: float
+    models: tuple = ()
+    folds_of: NDArray[np.int64] | None = None
 
     def to_json(self) -> dict:
         """The `cnnviz audit --json` document."""
@@ -206,27 +212,40 @@ def audit(
     probabilities = np.zeros((len(labels), len(class_names)), np.float32)
     outlier_scores = np.zeros(len(labels), np.float64)
     fold_accuracy = []
+    models = []
+    folds_of = np.zeros(len(labels), np.int64)
     # No validation images held out of a fold: the held-out fold is what the audit is for, and a small
     # class would have none to spare.
     config = cnnviz.TrainConfig(
         epochs=None, time_budget=float(budget) / folds, seed=seed, validation_split=0.0
     )
     for fold, (train_index, held_index) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
-        report(f"Training fold {fold + 1} of {folds} ({len(train_index)} images)", fold / folds)
+        report(f"Training fold {fold + 1} of {folds} ({len(train_index)} images)", 0.95 * fold / folds)
+
+        def on_event(event, fold=fold, count=len(train_index)) -> None:
+            elapsed = getattr(event, "elapsed", None)  # batches and epochs: progress within the fold's budget
+            if elapsed is not None:
+                share = (fold + min(1.0, elapsed / config.time_budget)) / folds
+                report(f"Training fold {fold + 1} of {folds} ({count} images)", 0.95 * share)
+
         result = cnnviz.train(
             design,
             (images[train_index], labels[train_index]),
             dataclasses.replace(config, seed=seed + fold),
             stop_event=stop_event,
+            on_event=on_event,
         )
         if stop_event is not None and stop_event.is_set():
             raise AuditStopped("the audit was stopped; nothing was kept. Run it again to finish it.")
+        models.append(result.model)
+        folds_of[held_index] = fold
         held = cnnviz.predict_probabilities(result.model, images[held_index])
         probabilities[held_index] = held
         fold_accuracy.append(float(np.mean(held.argmax(axis=1) == labels[held_index])))
+        # A seeded sample of the fold's training images (not the first ones: a pool may be ordered by class).
+        sample = np.random.default_rng(seed + fold).permutation(train_index)[:2000]
         outlier_scores[held_index] = _outlier_scores(
-            penultimate(result.model, images[train_index[:2000]]),
-            penultimate(result.model, images[held_index]),
+            penultimate(result.model, images[sample]), penultimate(result.model, images[held_index])
         )
     report("Ranking the labels", 0.97)
     accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
@@ -261,6 +280,8 @@ def audit(
         trusted=trusted,
         verdict=verdict,
         seconds=time.perf_counter() - started,
+        models=tuple(models),
+        folds_of=folds_of,
     )
 
 
@@ -283,11 +304,11 @@ def _ranking(labels, probabilities, files, class_names) -> list[dict]:
 
 
 def _thumbnails(images) -> NDArray[np.float32]:
-    """16x16 grey thumbnails, mean removed, unit length: near-duplicates are near each other."""
+    """32x32 grey thumbnails, mean removed, unit length: near-duplicates are near each other."""
     from PIL import Image
 
     grey = images.astype(np.float32).mean(axis=-1) if images.ndim == 4 else images.astype(np.float32)
-    small = np.stack([np.asarray(Image.fromarray(g).resize((16, 16), Image.BILINEAR)) for g in grey])
+    small = np.stack([np.asarray(Image.fromarray(g).resize((32, 32), Image.BILINEAR)) for g in grey])
     small = small.reshape(len(small), -1)
     small -= small.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(small, axis=1, keepdims=True)
@@ -308,7 +329,8 @@ def _duplicates(images, labels, files, class_names) -> list[dict]:
         for distance, second in zip(distances, neighbours):
             if second > first:
                 found.append((float(distance), first, int(second)))
-    found.sort()
+    # The same image under two labels first (one of the two is wrong), then the closest.
+    found.sort(key=lambda pair: (bool(labels[pair[1]] == labels[pair[2]]), pair[0]))
     rows = []
     for distance, first, second in found[:_LIST_LIMIT]:
         rows.append(
@@ -320,8 +342,7 @@ def _duplicates(images, labels, files, class_names) -> list[dict]:
                 "distance": round(distance, 4),
             }
         )
-    # The same image under two labels first: one of the two is wrong.
-    return sorted(rows, key=lambda row: row["same_label"])
+    return rows
 
 
 def _outlier_scores(train_features, held_features, neighbours: int = 5) -> NDArray[np.float64]:
@@ -398,7 +419,10 @@ def read_fixes(text: str, class_names) -> list[Fix]:
     Raises:
         ConfigError: a wrong header, an unknown action, a relabel without a known class, a file listed twice.
     """
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as error:
+        raise ConfigError(f"the fixes file is not readable CSV ({error}).") from None
     if not rows or [cell.strip() for cell in rows[0]] != _HEADER:
         raise ConfigError(f"a fixes file starts with the header line {','.join(_HEADER)}.")
     names = set(class_names)
@@ -467,59 +491,132 @@ def fixed_dataset(data, fixes: list[Fix]):
     return dataclasses.replace(data, train=train, validation=validation, name=f"{data.name} (fixed)")
 
 
-def apply_fixes(source: str | os.PathLike, fixes: list[Fix], out: str | os.PathLike) -> dict:
-    """Writes a fixed copy of a folder of class folders: kept files copied, relabelled ones moved to their new
-    class folder, dropped ones left out. `source` is never changed; `out` must not exist yet (it is written
-    whole, then renamed into place, so a failure leaves nothing half-written).
+def _free_name(target: Path, taken: set) -> Path:
+    """`target`, or `name-2.ext`, `name-3.ext`, ...: the first not yet taken (then taken)."""
+    candidate, number = target, 1
+    while candidate in taken:
+        number += 1
+        candidate = target.with_name(f"{target.stem}-{number}{target.suffix}")
+    taken.add(candidate)
+    return candidate
+
+
+def apply_fixes(
+    source: str | os.PathLike, fixes: list[Fix], out: str | os.PathLike, data=None, seed: int = 0
+) -> dict:
+    """Writes a fixed copy of a folder the audit read, as `out/train/<class>/` and `out/test/<class>/`.
+
+    Kept images are copied, relabelled ones go to their new class's folder, dropped ones
+    are left out. The test split is the one the audit set aside (`seed` draws it, as for
+    the audit, unless the folder has its own train/ and test/ folders): it is copied as
+    it is, and a fix that names a test image is refused. `source` is never changed; `out`
+    must not exist yet (it is written whole, then renamed into place, so a failure leaves
+    nothing half-written). `cnnviz.load_dataset(out)` reads the same test images back.
+
+    Args:
+        source: the folder of class folders.
+        fixes: `Fix` rows (see `read_fixes`); files are paths relative to `source`, as the audit gives them.
+        out: a new folder.
+        data: the source as `cnnviz.load_dataset(source, seed=seed)` loads it, if already at hand.
+        seed: the audit's seed.
 
     Returns:
-        Counts: `{"kept", "relabelled", "dropped"}`.
+        Counts: `{"kept", "relabelled", "dropped", "test"}`.
     """
+    import cnnviz
+
     source, out = Path(source).resolve(), Path(out).resolve()
     if not source.is_dir():
         raise ConfigError(
-            f"{source} is not a folder of class folders; --apply needs the folder the audit read."
+            f"{source} is not a folder; fixes apply to the folder of class folders the audit read."
         )
     if out.exists():
-        raise ConfigError(f"{out} already exists; give --out a new folder (the fixed copy is written whole).")
+        raise ConfigError(
+            f"{out} already exists; give a new folder for the fixed copy (it is written whole)."
+        )
     if out == source or source in out.parents:
-        raise ConfigError("--out must be outside the source folder: the source is never changed.")
+        raise ConfigError("the fixed copy must go outside the source folder: the source is never changed.")
+    data = data if data is not None else cnnviz.load_dataset(source, seed=seed)
+    class_names = tuple(data.class_names)
+    split_of, label_of = {}, {}
+    for split_name in ("train", "validation", "test"):
+        part = getattr(data, split_name)
+        if part.files is None:
+            raise ConfigError(f"{source}: its images have no file names to match fixes with.")
+        for file, label in zip(part.files, part.labels):
+            split_of[file], label_of[file] = split_name, int(label)
+    problems = []
+    for fix in fixes:
+        if fix.file not in split_of:
+            problems.append(f"{fix.file} is not an image in {source.name}")
+        elif split_of[fix.file] == "test":
+            problems.append(
+                f"{fix.file} is a test image (the test split stays as it is, to compare before and after)"
+            )
+        elif fix.action not in ACTIONS:
+            problems.append(f"{fix.file}: action must be keep, relabel or drop, got {fix.action!r}")
+        elif fix.action == "relabel" and fix.new_label not in class_names:
+            problems.append(
+                f"{fix.file}: new_label must be one of {', '.join(class_names)}, got {fix.new_label!r}"
+            )
+    if problems:
+        more = "; ..." if len(problems) > 5 else ""
+        raise ConfigError(f"{len(problems)} fixes cannot be applied: " + "; ".join(problems[:5]) + more + ".")
     by_file = {fix.file: fix for fix in fixes}
-    classes = sorted(
-        path.name for path in source.iterdir() if path.is_dir() and not path.name.startswith(".")
-    )
-    present = {
-        f"{name}/{path.relative_to(source / name).as_posix()}"
-        for name in classes
-        for path in (source / name).rglob("*")
-        if path.is_file()
-    }
-    missing = [name for name in by_file if name not in present]
-    if missing:
-        raise ConfigError(f"{len(missing)} fixes name files that are not in {source}, e.g. {missing[0]}.")
-    counts = {"kept": 0, "relabelled": 0, "dropped": 0}
+    counts = {"kept": 0, "relabelled": 0, "dropped": 0, "test": 0}
+    out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".cnnviz-fixed-", dir=out.parent))
+    taken: set = set()
     try:
-        for relative in sorted(present):
-            fix = by_file.get(relative)
-            if fix is not None and fix.action == "drop":
+        # Relabelled images last: on a name clash in their new class, they are the ones renamed.
+        ordered = sorted(split_of, key=lambda file: file in by_file and by_file[file].action == "relabel")
+        for file in ordered:
+            fix = by_file.get(file)
+            label = label_of[file]
+            if split_of[file] == "test":
+                counts["test"] += 1
+            elif fix is not None and fix.action == "drop":
                 counts["dropped"] += 1
                 continue
-            label, rest = relative.split("/", 1)
-            if fix is not None and fix.action == "relabel" and fix.new_label != label:
-                label = fix.new_label
+            elif fix is not None and fix.action == "relabel" and class_names.index(fix.new_label) != label:
+                label = class_names.index(fix.new_label)
                 counts["relabelled"] += 1
             else:
                 counts["kept"] += 1
-            target = staging / label / rest
-            if target.exists():  # the same name already in the new class: keep both
-                target = target.with_name(f"{target.stem}-from-{relative.split('/', 1)[0]}{target.suffix}")
+            folder = "test" if split_of[file] == "test" else "train"
+            target = _free_name(staging / folder / class_names[label] / Path(file).name, taken)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / relative, target)
-        for name in classes:  # a class every image left is still a class
-            (staging / name).mkdir(exist_ok=True)
+            shutil.copyfile(source / file, target)
+        for folder in ("train", "test"):  # a class every image left is still a class
+            for name in class_names:
+                (staging / folder / name).mkdir(parents=True, exist_ok=True)
         staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return counts
+
+
+def dataset_zip(data) -> bytes:
+    """Every image of `data` as a zip of `train/<class>/` and `test/<class>/` folders of PNG files (validation
+    images go with train), under their own file names where known. `cnnviz.load_dataset` reads it back with
+    the same test images."""
+    import zipfile
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    used: set = set()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for split_name in ("train", "validation", "test"):
+            part = getattr(data, split_name)
+            for index in range(len(part)):
+                label = data.class_names[int(part.labels[index])]
+                stem = Path(part.files[index]).stem if part.files is not None else f"{split_name}-{index:05d}"
+                folder = "test" if split_name == "test" else "train"
+                name = _free_name(Path(folder) / label / f"{stem}.png", used).as_posix()
+                image = part.images[index]
+                png = io.BytesIO()
+                Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(png, format="PNG")
+                archive.writestr(name, png.getvalue())
+    return buffer.getvalue()

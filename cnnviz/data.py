@@ -73,7 +73,8 @@ class Split:
         images: uint8 array `(N, H, W, C)`.
         labels: int64 array `(N,)` of class indices.
         boxes: optional int32 array `(N, 4)` of `(x_min, y_min, x_max, y_max)`.
-        files: optional list of the N source file names (folder and zip sources).
+        files: optional list of the N source files, as paths relative to the folder or zip (folder and zip
+            sources).
     """
 
     images: NDArray[np.uint8]
@@ -464,6 +465,9 @@ class _Entry:
     def __init__(self, parts: tuple[str, ...], read: Callable[[], bytes]):
         self.parts = parts
         self.read = read
+        # Where it is, relative to the source, before any wrapping or train/ and test/ folder is taken off
+        # `parts`: what `Split.files` and the report name.
+        self.path = "/".join(parts)
 
     @property
     def name(self) -> str:
@@ -568,7 +572,7 @@ def _class_entries(label: str, entries: list[_Entry], report: LoadReport):
     entries = _unwrap_single_top(entries)
     for entry in entries:
         if len(entry.parts) == 1:
-            report.skipped.append((entry.name, "not inside a class folder"))
+            report.skipped.append((entry.path, "not inside a class folder"))
     entries = [entry for entry in entries if len(entry.parts) >= 2]
     top_names = {entry.parts[0].lower() for entry in entries}
     has_splits = {"train", "test"} <= top_names and all(
@@ -596,7 +600,7 @@ def _class_entries(label: str, entries: list[_Entry], report: LoadReport):
         if Path(entry.parts[-1]).suffix.lower() in IMAGE_SUFFIXES:
             candidates.append(entry)
         else:
-            report.skipped.append((entry.name, "not an image file type"))
+            report.skipped.append((entry.path, "not an image file type"))
     return candidates, split_of if has_splits else None, class_names
 
 
@@ -618,11 +622,11 @@ def _decode_entries(candidates, class_names, split_of, report, progress):
             if progress is not None:
                 progress(done, total)
             if image is None:
-                report.skipped.append((entry.name, error))
+                report.skipped.append((entry.path, error))
                 continue
             images.append(image)
             labels.append(class_names.index(entry.parts[0]))
-            files.append(entry.name)
+            files.append(entry.path)
             splits.append((split_of or {}).get(id(entry), ""))
     return images, labels, files, splits
 

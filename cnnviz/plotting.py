@@ -336,6 +336,34 @@ def _cell_markers(counts: NDArray, class_names: tuple[str, ...], height: int):
     )
 
 
+def confusion_difference_figure(difference: NDArray, class_names, title: str = "After minus before"):
+    """The change between two confusion matrices of the same test images: blue where counts grew, red where they
+    fell (on the diagonal, blue is good; off it, red is)."""
+    go = _go()
+    difference = np.asarray(difference, dtype=np.int64)
+    if difference.ndim != 2 or difference.shape[0] != difference.shape[1]:
+        raise ConfigError(f"a confusion matrix must be square, got shape {difference.shape}.")
+    names = list(class_names)
+    limit = max(1, int(np.abs(difference).max()))
+    figure = go.Figure(
+        go.Heatmap(
+            z=difference,
+            x=names,
+            y=names,
+            zmin=-limit,
+            zmax=limit,
+            colorscale="RdBu",
+            text=[[f"{value:+d}" if value else "0" for value in row] for row in difference],
+            texttemplate="%{text}",
+            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+        )
+    )
+    figure.update_yaxes(autorange="reversed", title="true")
+    figure.update_xaxes(title="predicted")
+    figure.update_layout(title=title, margin=_MARGIN, height=360)
+    return figure
+
+
 def confusion_matrix_figure(
     matrix: NDArray | Any, class_names: tuple[str, ...] | None = None, normalize: bool = False
 ):

@@ -105,6 +105,53 @@ def _plotly_array(value) -> np.ndarray:
     return np.asarray(value)
 
 
+def test_fix_page_shows_the_suspects_and_a_bulk_relabel_makes_the_fixes_file():
+    import cnnviz
+    from cnnviz import cleaning as auditing
+    from cnnviz.data import Dataset, Split
+    from ui import cleaning
+    from ui.session import Upload
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(150) % 3
+    images = rng.integers(0, 60, (150, 20, 20, 3)).astype(np.uint8)
+    images[labels == 1, :10] += 160
+    images[labels == 2, 10:] += 160
+    given = labels.copy()
+    given[[4, 40]] = (labels[[4, 40]] + 1) % 3  # two wrong labels
+    files = [f"c{label}/{index}.png" for index, label in enumerate(given)]
+    names = ("c0", "c1", "c2")
+    data = Dataset(
+        "tiny",
+        names,
+        Split(images, given, None, files),
+        Split(images[:0], given[:0], None, []),
+        Split(images[:6], labels[:6]),
+    )
+    job = cleaning.AuditJob(data=data, source="upload:tiny.zip", folds=3, budget=12.0)
+    job.audit = cnnviz.audit(data, folds=3, budget=12)
+    assert job.audit.trusted and job.audit.suspects
+    app = _open(data__source="upload")
+    _studio(app).uploaded_data = Upload("digest", "tiny.zip", data)  # as if uploaded on the Data page
+    _studio(app).fixing = cleaning.Fixing(job)
+    app.switch_page("pages/fix.py").run()
+    assert not app.exception
+    assert any("worth a look" in message.value for message in app.success)
+    suspects = len(job.audit.suspects)
+    assert app.metric[1].value == str(suspects)
+    shown = min(suspects, cleaning.PAGE_SIZE)
+    assert len([box for box in app.selectbox if box.key.startswith("fix.action.")]) == shown
+    app.button(key="fix.all_suggested").click().run()
+    assert not app.exception
+    fixes = auditing.read_fixes(_studio(app).fixing.csv(), names)
+    assert len(fixes) == suspects and all(fix.action == "relabel" for fix in fixes)
+    assert {fix.file for fix in fixes} == {row["file"] for row in job.audit.suspects}
+    # Each action box now says what was decided.
+    assert all(
+        box.value.startswith("relabel as ") for box in app.selectbox if box.key.startswith("fix.action.")
+    )
+
+
 def test_weights_page_shows_kernels_histograms_and_changes():
     app = _open("weights")
     assert app.selectbox(key="weights.layer").value == "conv1"
@@ -213,6 +260,17 @@ def test_train_page_trains_two_epochs_and_offers_the_model():
     # Other pages now offer the session's model.
     app.switch_page("pages/predict.py").run()
     assert "Trained in this session" in app.selectbox(key="model.choice").options
+    # Its map, per epoch: the timeline view is offered and draws the chosen epoch.
+    app.selectbox(key="model.choice").set_value("Trained in this session").run()
+    app.switch_page("pages/map.py").run()
+    app.radio(key="map.view").set_value("Training timeline, a map per epoch").run()
+    assert not app.exception
+    assert app.select_slider(key="map.epoch").value == 2
+    app.select_slider(key="map.epoch").set_value(0).run()
+    assert not app.exception
+    title = json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"]
+    assert title.startswith("Epoch 0: ") and "validation images" in title
+    app.switch_page("pages/predict.py").run()
     app.selectbox(key="model.choice").set_value("Trained in this session").run()
     assert not app.exception and app.metric[0].value in [str(digit) for digit in range(10)]
     # Weights: "before" is the run's own recorded starting point.

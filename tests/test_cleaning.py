@@ -3,6 +3,7 @@
 import hashlib
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,13 +55,12 @@ def test_the_audit_ranks_the_planted_wrong_labels_first_and_suggests_their_true_
     assert found.trusted and found.accuracy >= 0.8
     assert len(found.fold_accuracy) == 3
     top = found.suspects[: len(FLIPPED)]
-    caught = [row["index"] for row in top if row["index"] in FLIPPED]
+    caught = [row for row in top if row["index"] in FLIPPED]
     assert len(caught) >= 7  # at least 7 of the 8 planted errors are the 8 most suspect
-    for row in top:
-        if row["index"] in FLIPPED:
-            assert row["suggested"] == CLASSES[truth[row["index"]]]
-            assert row["given"] == CLASSES[data.train.labels[row["index"]]] != row["suggested"]
-            assert row["file"] == data.train.files[row["index"]]
+    # Each caught one names its file and its given label, and suggests its true class.
+    assert [row["suggested"] for row in caught] == [CLASSES[truth[row["index"]]] for row in caught]
+    assert [row["given"] for row in caught] == [CLASSES[data.train.labels[row["index"]]] for row in caught]
+    assert [row["file"] for row in caught] == [data.train.files[row["index"]] for row in caught]
     scores = [row["score"] for row in found.suspects]
     assert scores == sorted(scores, reverse=True) and all(0 <= score <= 1 for score in scores)
     # Out-of-fold: each probability row comes from a model that never saw that image.
@@ -179,44 +179,79 @@ def class_folder(tmp_path):
     return tmp_path / "src"
 
 
-def test_apply_writes_a_fixed_copy_and_never_changes_the_source(class_folder, tmp_path):
+def test_apply_writes_a_fixed_copy_with_the_same_test_split_and_never_changes_the_source(
+    class_folder, tmp_path
+):
     before = _tree_digest(class_folder)
-    fixes = [
-        Fix("dark/0.png", "dark", "relabel", "top"),
-        Fix("top/1.png", "top", "drop"),
-        Fix("bottom/2.png", "bottom", "keep"),
-    ]
-    counts = cleaning.apply_fixes(class_folder, fixes, tmp_path / "fixed")
-    assert counts == {"kept": 10, "relabelled": 1, "dropped": 1}
+    data = cnnviz.load_dataset(str(class_folder), seed=0)
+    relabel = next(file for file in data.train.files if not file.startswith("bottom/"))
+    drop, keep = [file for file in data.train.files if file != relabel][:2]
+    fixes = [Fix(relabel, "", "relabel", "bottom"), Fix(drop, "", "drop"), Fix(keep, "", "keep")]
+    counts = cleaning.apply_fixes(class_folder, fixes, tmp_path / "fixed", data=data)
     out = tmp_path / "fixed"
-    assert (out / "top" / "0.png").read_bytes() == (class_folder / "dark" / "0.png").read_bytes()
-    assert not (out / "dark" / "0.png").exists() and not (out / "top" / "1.png").exists()
-    assert sum(1 for path in out.rglob("*.png")) == 11
+    training = len(data.train) + len(data.validation)
+    assert counts == {"kept": training - 2, "relabelled": 1, "dropped": 1, "test": len(data.test)}
+    assert (out / "train" / "bottom" / Path(relabel).name).read_bytes() == (
+        class_folder / relabel
+    ).read_bytes()
+    assert Path(drop).name not in {path.name for path in out.rglob("*.png")}
+    reloaded = cnnviz.load_dataset(str(out), validation_split=0.0)
+    assert sorted(Path(f).name for f in reloaded.test.files) == sorted(Path(f).name for f in data.test.files)
     assert _tree_digest(class_folder) == before
     with pytest.raises(ConfigError, match="already exists"):
-        cleaning.apply_fixes(class_folder, fixes, out)
+        cleaning.apply_fixes(class_folder, fixes, out, data=data)
     with pytest.raises(ConfigError, match="outside the source folder"):
-        cleaning.apply_fixes(class_folder, fixes, class_folder / "fixed")
-    with pytest.raises(ConfigError, match="not in"):
-        cleaning.apply_fixes(class_folder, [Fix("dark/99.png", "dark", "drop")], tmp_path / "other")
+        cleaning.apply_fixes(class_folder, fixes, class_folder / "fixed", data=data)
+    with pytest.raises(ConfigError, match="is not an image in"):
+        cleaning.apply_fixes(
+            class_folder, [Fix("dark/99.png", "dark", "drop")], tmp_path / "other", data=data
+        )
+    with pytest.raises(ConfigError, match="is a test image"):
+        cleaning.apply_fixes(
+            class_folder, [Fix(data.test.files[0], "", "drop")], tmp_path / "other", data=data
+        )
+    with pytest.raises(ConfigError, match="new_label must be one of"):
+        cleaning.apply_fixes(
+            class_folder, [Fix(keep, "", "relabel", "../../x")], tmp_path / "other", data=data
+        )
     assert not (tmp_path / "other").exists() and not list(tmp_path.glob(".cnnviz-fixed-*"))
 
 
-def test_cli_audit_prints_json_and_apply_writes_the_fixed_folder(capsys, class_folder, tmp_path):
+def test_apply_on_a_train_and_test_folder_tree_matches_the_audits_file_names(tmp_path):
+    images, labels = _images(18, seed=6)
+    for index, (image, label) in enumerate(zip(images, labels)):
+        split = "test" if index % 6 == 0 else "train"
+        write_image(tmp_path / "src" / split / CLASSES[label] / f"{index}.png", image)
+    data = cnnviz.load_dataset(str(tmp_path / "src"), seed=0)
+    assert all(file.startswith("train/") for file in data.train.files)  # relative to the source, as it is
+    moved = data.train.files[0]
+    counts = cleaning.apply_fixes(
+        tmp_path / "src", [Fix(moved, "", "relabel", "top")], tmp_path / "fixed", data=data
+    )
+    assert counts["test"] == 3 and (tmp_path / "fixed" / "train" / "top" / Path(moved).name).exists()
+
+
+def test_cli_audit_prints_json_lists_unreadable_files_and_apply_writes_the_fixed_folder(
+    capsys, class_folder, tmp_path
+):
+    (class_folder / "top" / "broken.png").write_bytes(b"not a png")
     status, out, err = _run(capsys, "audit", str(class_folder), "--folds", "2", "--budget", "4", "--json")
     assert status == 0, err
     document = _last_json(out)
+    assert [row["file"] for row in document["unreadable"]] == ["top/broken.png"]
+    (class_folder / "top" / "broken.png").unlink()
     data = cnnviz.load_dataset(str(class_folder), seed=0)
     # The training and validation images are audited; the test split is left alone.
     assert document["images"] == len(data.train) + len(data.validation) < 12
     assert {"suspects", "duplicates", "verdict"} <= set(document)
+    moved = next(file for file in data.train.files if not file.startswith("top/"))
     fixes = tmp_path / "fixes.csv"
-    fixes.write_text("file,given,action,new_label\ndark/0.png,dark,relabel,top\n")
+    fixes.write_text(f"file,given,action,new_label\n{moved},{moved.split('/')[0]},relabel,top\n")
     status, out, err = _run(
         capsys, "audit", str(class_folder), "--apply", str(fixes), "--out", str(tmp_path / "fixed")
     )
     assert status == 0, err
-    assert "1 relabelled" in out and (tmp_path / "fixed" / "top" / "0.png").exists()
+    assert "1 relabelled" in out and (tmp_path / "fixed" / "train" / "top" / Path(moved).name).exists()
 
 
 @pytest.mark.parametrize(
@@ -231,3 +266,45 @@ def test_cli_audit_prints_json_and_apply_writes_the_fixed_folder(capsys, class_f
 def test_cli_audit_bad_flags_get_clear_messages(capsys, class_folder, argv, message):
     status, _, err = _run(capsys, "audit", str(class_folder), *argv)
     assert status != 0 and message in err
+
+
+def test_the_fixed_data_zip_loads_back_with_the_same_test_images(planted, tmp_path):
+    data, _, _ = planted
+    fixed = cleaning.fixed_dataset(
+        data, [Fix("dark/6.png", "dark", "relabel", "top"), Fix("top/7.png", "top", "drop")]
+    )
+    archive = tmp_path / "fixed.zip"
+    archive.write_bytes(cleaning.dataset_zip(fixed))
+    loaded = cnnviz.load_dataset(str(archive), validation_split=0.0)
+    assert sorted(loaded.class_names) == sorted(CLASSES)
+    assert len(loaded.train) == len(fixed.train) and len(loaded.test) == len(data.test)
+    assert any(
+        name.endswith("top/6.png") for name in loaded.train.files
+    )  # relabelled: in its new class folder
+    assert not any(name.endswith("/7.png") for name in loaded.train.files)  # dropped
+    # The test split comes back as it was: the same images, the same labels.
+    order = np.argsort([int(name.split("-")[-1].split(".")[0]) for name in loaded.test.files])
+    np.testing.assert_array_equal(loaded.test.images[order], data.test.images)
+    np.testing.assert_array_equal(
+        [loaded.class_names[label] for label in loaded.test.labels[order]],
+        [CLASSES[label] for label in data.test.labels],
+    )
+
+
+def test_a_fixed_dataset_finds_a_validation_image_by_file_and_keeps_it_in_validation():
+    images, labels = _images(12, seed=7)
+    files = [f"{CLASSES[label]}/{index}.png" for index, label in enumerate(labels)]
+    data = Dataset(
+        "split",
+        CLASSES,
+        Split(images[:8], labels[:8], None, files[:8]),
+        Split(images[8:], labels[8:], None, files[8:]),
+        Split(images[:0], labels[:0]),
+    )
+    fixed = cleaning.fixed_dataset(
+        data, [Fix(files[9], "top", "relabel", "dark"), Fix(files[2], "bottom", "drop")]
+    )
+    assert fixed.validation.files == files[8:] and fixed.validation.labels[1] == CLASSES.index("dark")
+    np.testing.assert_array_equal(fixed.validation.images, images[8:])
+    assert fixed.train.files == files[:2] + files[3:8]
+    np.testing.assert_array_equal(fixed.train.labels, labels[[0, 1, 3, 4, 5, 6, 7]])

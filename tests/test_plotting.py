@@ -207,3 +207,13 @@ def test_filter_patterns_figure_puts_each_pattern_beside_its_patch_mosaic():
     ]
     assert figure.data[0].z.shape == (12, 12, 3)  # the pattern in a 2-pixel frame
     assert figure.data[1].z.shape == (3 * 5 + 2 * 2, 3 * 5 + 2 * 2, 3)  # 3x3 patches, 2-pixel gaps
+
+
+def test_confusion_difference_figure_is_symmetric_in_colour_and_signs_its_cells():
+    difference = np.array([[3, -3], [-1, 1]])
+    figure = plotting.confusion_difference_figure(difference, ["a", "b"])
+    heatmap = figure.data[0]
+    assert heatmap.zmin == -3 and heatmap.zmax == 3
+    assert [list(row) for row in heatmap.text] == [["+3", "-3"], ["-1", "+1"]]
+    with pytest.raises(ConfigError, match="square"):
+        plotting.confusion_difference_figure(np.zeros((2, 3)), ["a", "b"])

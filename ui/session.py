@@ -72,9 +72,9 @@ class StudioSession:
     stream: tuple[str, Any] | None = None  # (folder path, ImageStream)
     shown_filters: tuple | None = None  # (model key, layer, filters) the Activations page shows
     shown_classes: str | None = None  # model key whose class images the Activations page shows
-    maps: dict = dataclasses.field(
-        default_factory=dict
-    )  # the Map page's 2-D maps, by (model key, what, method)
+    # The Map page's 2-D maps, by (model key, what, method).
+    maps: dict = dataclasses.field(default_factory=dict)
+    fixing: Any = None  # ui.cleaning.Fixing: the Fix-your-data page's audit and decisions
 
 
 def studio() -> StudioSession:

@@ -432,16 +432,16 @@ def _command_audit(args) -> int:
             text = Path(args.apply).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as error:
             raise UsageError(f"--apply {args.apply}: cannot read it as a CSV text file ({error})") from None
-        classes = sorted(
-            path.name for path in source.iterdir() if path.is_dir() and not path.name.startswith(".")
-        )
-        counts = auditing.apply_fixes(source, auditing.read_fixes(text, classes), args.out)
+        # The same split as the audit's (its --seed): the test images stay as they are.
+        data = _load_data(args.source, seed=args.seed)
+        fixes = auditing.read_fixes(text, data.class_names)
+        counts = auditing.apply_fixes(source, fixes, args.out, data=data, seed=args.seed)
         if args.json:
             _print_json({"out": str(Path(args.out)), **counts})
         else:
             print(
-                f"{args.out}: {counts['kept']} images kept, {counts['relabelled']} relabelled, "
-                f"{counts['dropped']} dropped; {args.source} is unchanged"
+                f"{args.out}: {counts['kept']} training images kept, {counts['relabelled']} relabelled, "
+                f"{counts['dropped']} dropped, {counts['test']} test images as they were; {args.source} is unchanged"
             )
         return 0
     if args.out:
