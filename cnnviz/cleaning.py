@@ -146,6 +146,8 @@ def _pool(data):
     if not parts:
         raise DatasetError(f"{data.name}: there are no training images to audit.")
     images = np.concatenate([part.images for part in parts])
+    if images.ndim == 3:  # grey images without a channel axis
+        images = images[..., None]
     labels = np.concatenate([part.labels for part in parts]).astype(np.int64)
     files = None if any(part.files is None for part in parts) else [f for part in parts for f in part.files]
     return images, labels, files

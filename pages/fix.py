@@ -218,8 +218,13 @@ with retrain_tab:
         )
         scores[2].metric("Predictions that changed", len(comparison.changed))
         left, middle, right = st.columns(3)
-        left.plotly_chart(plotting.confusion_matrix_figure(before), key="fix.before")
-        middle.plotly_chart(plotting.confusion_matrix_figure(after), key="fix.after")
+        left.plotly_chart(
+            plotting.confusion_matrix_figure(before).update_layout(title="Before (original labels)"),
+            key="fix.before",
+        )
+        middle.plotly_chart(
+            plotting.confusion_matrix_figure(after).update_layout(title="After the fixes"), key="fix.after"
+        )
         right.plotly_chart(
             plotting.confusion_difference_figure(comparison.difference, audit.class_names),
             key="fix.difference",
