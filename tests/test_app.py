@@ -105,7 +105,7 @@ def _plotly_array(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def test_fix_page_shows_the_suspects_and_a_bulk_relabel_makes_the_fixes_file():
+def test_fix_page_shows_suspects_bulk_relabels_into_a_fixes_file_and_compares_a_retrain_on_the_same_test_images():
     import cnnviz
     from cnnviz import cleaning as auditing
     from cnnviz.data import Dataset, Split
@@ -149,6 +149,33 @@ def test_fix_page_shows_the_suspects_and_a_bulk_relabel_makes_the_fixes_file():
     # Each action box now says what was decided.
     assert all(
         box.value.startswith("relabel as ") for box in app.selectbox if box.key.startswith("fix.action.")
+    )
+    # Retrain the last run's settings on the fixed data; both models are scored on the same test images.
+    from cnnviz import runs
+    from ui.training import TrainingJob
+
+    config = cnnviz.TrainConfig(epochs=2, batch_size=16)
+    last = TrainingJob(
+        data=data, request=runs.TrainRequest(data, "upload:tiny.zip", "fast", {}, config), run_id=1
+    )
+    last.work()  # the Train page's run, here on this thread
+    _studio(app).training_job = last
+    app.run()
+    app.button(key="fix.retrain").click().run()
+    retrain = _studio(app).fixing.retrain
+    retrain.thread.join(timeout=120)
+    app.run()
+    assert not app.exception and retrain.result is not None
+    assert len(retrain.data.train) == len(data.train) and retrain.data.test is data.test
+    before = cnnviz.evaluate(last.result.model, data, split="test")
+    after = cnnviz.evaluate(retrain.result.model, data, split="test")
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Test accuracy before"] == f"{before.accuracy:.1%}"
+    assert metrics["After the fixes"] == f"{after.accuracy:.1%}"
+    difference = json.loads(app.get("plotly_chart")[2].proto.spec)["data"][0]["z"]
+    np.testing.assert_array_equal(
+        _plotly_array(difference).reshape(3, 3) if isinstance(difference, dict) else np.asarray(difference),
+        after.confusion_matrix - before.confusion_matrix,
     )
 
 
