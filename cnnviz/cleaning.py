@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cnnviz.errors import ConfigError, DatasetError
+from cnnviz.events import BatchEnd
 
 __all__ = [
     "ACTIONS",
@@ -169,8 +170,9 @@ def audit(
     data,
     design="fast",
     folds: int = 3,
-    budget: float = 120.0,
+    budget: float | None = 120.0,
     seed: int = 0,
+    epochs: int | None = None,
     progress: Callable[[str, float], None] | None = None,
     stop_event: threading.Event | None = None,
 ) -> Audit:
@@ -181,8 +183,12 @@ def audit(
             Its test split is left alone.
         design: what each fold trains (a preset name or a config), as for `cnnviz.train`.
         folds: int, 2 to 10. Defaults to `3`.
-        budget: float, seconds of training for all folds together. Defaults to `120`.
+        budget: float, seconds of training for all folds together, or `None` with `epochs`.
+            Defaults to `120`.
         seed: int, for the folds and the training runs.
+        epochs: int, epochs each fold trains, or `None` to train until the budget is spent.
+            Epochs give the same models on a fast machine and a slow one; with a budget too,
+            whichever ends first stops the fold.
         progress: optional callable `(message, share done)`.
         stop_event: optional `threading.Event`; setting it stops the audit within one training batch
             and raises `AuditStopped` (nothing is kept).
@@ -203,8 +209,10 @@ def audit(
     if not isinstance(data, Dataset):
         report("Reading the images", 0.0)
         data = cnnviz.load_dataset(data, seed=seed)
-    if not budget or float(budget) <= 0:
-        raise ConfigError(f"budget must be a positive number of seconds, got {budget}.")
+    if budget is None and epochs is None:
+        raise ConfigError("Give the audit a budget in seconds, or a number of epochs per fold.")
+    if budget is not None and (not isinstance(budget, (int, float)) or float(budget) <= 0):
+        raise ConfigError(f"budget must be a positive number of seconds, got {budget!r}.")
     images, labels, files = _pool(data)
     class_names = tuple(data.class_names)
     _check_folds(labels, class_names, folds)
@@ -219,16 +227,22 @@ def audit(
     # No validation images held out of a fold: the held-out fold is what the audit is for, and a small
     # class would have none to spare.
     config = cnnviz.TrainConfig(
-        epochs=None, time_budget=float(budget) / folds, seed=seed, validation_split=0.0
+        epochs=epochs,
+        time_budget=None if budget is None else float(budget) / folds,
+        seed=seed,
+        validation_split=0.0,
     )
     for fold, (train_index, held_index) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
         report(f"Training fold {fold + 1} of {folds} ({len(train_index)} images)", 0.95 * fold / folds)
 
         def on_event(event, fold=fold, count=len(train_index)) -> None:
-            elapsed = getattr(event, "elapsed", None)  # batches and epochs: progress within the fold's budget
-            if elapsed is not None:
-                share = (fold + min(1.0, elapsed / config.time_budget)) / folds
-                report(f"Training fold {fold + 1} of {folds} ({count} images)", 0.95 * share)
+            if not isinstance(event, BatchEnd):
+                return
+            done = event.elapsed / config.time_budget if config.time_budget else 0.0
+            if config.epochs:  # whichever of the two ends the fold first is the nearer to its end
+                done = max(done, (event.epoch - 1 + event.batch / event.steps) / config.epochs)
+            share = (fold + min(1.0, done)) / folds
+            report(f"Training fold {fold + 1} of {folds} ({count} images)", 0.95 * share)
 
         result = cnnviz.train(
             design,

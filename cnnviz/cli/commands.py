@@ -462,6 +462,7 @@ def _command_audit(args) -> int:
             folds=args.folds,
             budget=args.budget,
             seed=args.seed,
+            epochs=args.epochs,
             progress=progress,
             stop_event=stop,
         )
