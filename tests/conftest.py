@@ -44,7 +44,7 @@ def _clear_keras():
     yield
     import keras
 
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
 
 
 @pytest.fixture

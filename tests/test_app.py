@@ -322,7 +322,7 @@ def test_train_page_trains_two_epochs_and_offers_the_model():
 
 
 def test_stop_ends_training_early_and_keeps_the_model():
-    app = _open("train")
+    app = _open("train", data__source="digits")  # short epochs: the first one ends soon
     app.slider(key="train.epochs").set_value(50)
     app.button(key="FormSubmitter:train.form-Train").click().run()
     job = _studio(app).training_job
@@ -860,7 +860,7 @@ def test_a_model_trained_in_the_studio_exports_to_onnx_with_its_heatmap_and_to_t
     import cnnviz
     from cnnviz.exported import OnnxClassifier
 
-    app = _open("train")
+    app = _open("train", data__source="digits")  # gray, one channel; short epochs
     app.slider(key="train.epochs").set_value(1)
     app.button(key="FormSubmitter:train.form-Train").click().run()
     app = _wait_for_training(app)
@@ -870,7 +870,7 @@ def test_a_model_trained_in_the_studio_exports_to_onnx_with_its_heatmap_and_to_t
     job = _studio(app).training_job
     data, report = job.exports["onnx"]
     (tmp_path / "trained.onnx").write_bytes(data)  # the bytes the download button sends
-    images = cnnviz.load_dataset("shapes").test.images[:64]
+    images = cnnviz.load_dataset("digits").test.images[:64]
     probabilities, heatmaps = OnnxClassifier(tmp_path / "trained.onnx").run(images)
     keras_probabilities = cnnviz.predict_probabilities(job.result.model, images)
     assert np.mean(probabilities.argmax(axis=1) == keras_probabilities.argmax(axis=1)) >= 0.99

@@ -249,7 +249,9 @@ def test_ctrl_c_during_training_saves_the_model_so_far(tmp_path):
         text=True,
     )
     try:
-        time.sleep(12)  # past TensorFlow's import and into training
+        deadline = time.monotonic() + 90
+        while not model_path.exists() and time.monotonic() < deadline:  # the first epoch's checkpoint
+            time.sleep(0.2)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
     finally:
@@ -259,8 +261,12 @@ def test_ctrl_c_during_training_saves_the_model_so_far(tmp_path):
     assert summary["stop_reason"] == "stopped"
     assert "Traceback" not in err
     import cnnviz
+    from cnnviz.saving import get_metadata
 
-    assert cnnviz.class_names_of(cnnviz.load_model(model_path))[0] == "0"
+    model = cnnviz.load_model(model_path)
+    assert cnnviz.class_names_of(model)[0] == "0"
+    # The file is the stopped run's final save, not only the last epoch's checkpoint.
+    assert get_metadata(model)["training"]["outcome"]["stop_reason"] == "stopped"
 
 
 def test_explain_writes_overlays_and_json_and_reports_bad_files(capsys, tmp_path):

@@ -90,6 +90,9 @@ def test_twelve_visitors_at_once_ten_served_without_errors_each_with_only_its_ow
             run = retry.press("busy.retry")
         assert ("Prediction", "circle") in run.metrics
         assert "Traceback" not in server.output()
+        peak = server.peak_rss_mb()
+        print(f"server peak resident memory with {LIMIT} sessions, one training: {peak:.0f} MB")
+        assert peak < 2048
     finally:
         for visitor in visitors:
             visitor.close()

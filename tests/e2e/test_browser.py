@@ -53,14 +53,6 @@ pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 SERVER = {}  # the running server's pid, for memory readings
 
 
-def _peak_memory_mb(pid: int) -> float:
-    """The process's peak resident memory so far (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -385,10 +377,10 @@ def test_closing_the_tab_stops_its_training(server, browser):
 def test_improve_page_compares_variants_in_one_chart(server, page):
     from urllib.parse import quote
 
-    variants = quote(json.dumps(["baseline", "batch_norm", "dropout"]))
+    variants = quote(json.dumps(["baseline", "batch_norm"]))
     page.goto(server)  # through app.py first, as a visitor arrives
     page.get_by_test_id("stMetricValue").wait_for()
-    page.goto(f"{server}/improve?data.source=%22digits%22&improve.budget=10&improve.variants={variants}")
+    page.goto(f"{server}/improve?data.source=%22digits%22&improve.budget=5&improve.variants={variants}")
     page.locator("h1", has_text="Compare variants").wait_for()
     page.get_by_role("button", name="Compare", exact=True).click()
     best = page.get_by_test_id("stAlertContentSuccess")
@@ -491,10 +483,11 @@ def test_hostile_and_unusual_uploads_get_an_answer_or_a_clear_message(server, pa
     assert (refused, answered) == (len(BROWSER_BAD), len(BROWSER_GOOD))
 
 
-def test_eight_sessions_at_once_two_training_each_sees_only_its_own(server, browser, tmp_path):
+def test_four_sessions_at_once_two_training_each_sees_only_its_own(server, browser, tmp_path):
+    # In real tabs; the crowd of twelve, and its memory, is tests/test_crowd.py's (over the protocol).
     from PIL import Image
 
-    contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(8)]
+    contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(4)]
     pages = [context.new_page() for context in contexts]
     try:
         for page in pages:
@@ -533,9 +526,6 @@ def test_eight_sessions_at_once_two_training_each_sees_only_its_own(server, brow
             assert page.get_by_role("option", name="Trained in this session").count() == 0
             page.keyboard.press("Escape")
             assert page.get_by_test_id("stException").count() == 0
-        peak = _peak_memory_mb(SERVER["pid"])
-        print(f"server peak resident memory with 8 sessions, 2 training: {peak:.0f} MB")
-        assert peak < 2048
     finally:
         for context in contexts:
             context.close()
