@@ -1,14 +1,17 @@
 """Training speed in the studio against the command line, with the same data and settings, in one run.
 
-Run: python bench/studio_training.py [--epochs 5] [--rounds 3]  (each round notes the CPU steal of both runs)
+Run: python bench/studio_training.py [--epochs 5] [--rounds 3] [--timeline 8]
+(each round notes the CPU steal of both runs: the share of the machine's time the host took back)
 
-- cli: `cnnviz train --data shapes --epochs E --json` -> its samples/s (measured inside `cnnviz.train`).
+- cli: `cnnviz train --data shapes --epochs E --timeline K --json` -> its samples/s (measured inside
+  `cnnviz.train`).
 - studio: `streamlit run app.py`, its first page shown with TensorFlow loaded, then the Train page opened in headless Chromium (Playwright + Debian Chromium),
   which stays on the page and watches the live progress and curves, as a local user does; **Train** pressed ->
   the samples/s the same `cnnviz.train` measured in the server, read from the page's "N images a second".
 
 The studio's Train page defaults are the CLI's (the `fast` design, Adam, learning rate 0.01, batch 32, no
-augmentation); only the epochs are set, in both, through the settings link. Rounds alternate the two; the
+augmentation, a timeline of 8 images); the epochs and the timeline are set in both, the studio's through
+the settings link. `--timeline 0` compares the two without it. Rounds alternate the two; the
 ratio is the median of each round's studio / CLI.
 """
 
@@ -40,24 +43,25 @@ def stolen(run, *args) -> tuple[float, float]:
     return rate, spent[7] / max(1, sum(spent))
 
 
-def cli_rate(epochs: int) -> float:
+def cli_rate(epochs: int, timeline: int) -> float:
     with tempfile.TemporaryDirectory() as folder:
         done = subprocess.run(
             [sys.executable, "-m", "cnnviz", "train", "--data", "shapes", "--epochs", str(epochs),
+             "--timeline", str(timeline),
              "--out", str(Path(folder) / "m.keras"), "--json"],
             capture_output=True, text=True, check=True, cwd=ROOT,
         )  # fmt: skip
     return float(json.loads(done.stdout)["samples_per_second"])
 
 
-def studio_rate(browser, epochs: int) -> float:
+def studio_rate(browser, epochs: int, timeline: int) -> float:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(300_000)
     server = open_cold(page, ROOT / "app.py", ROOT)
     try:
         # As a local user: the studio's first page, fully loaded (TensorFlow and the default models in), first.
         page.get_by_text("Grad-CAM++").wait_for()
-        page.goto(page.url.rstrip("/") + f"/train?train.epochs={epochs}")
+        page.goto(page.url.rstrip("/") + f"/train?train.epochs={epochs}&train.timeline={timeline}")
         page.get_by_role("button", name="Train", exact=True).click()
         done = page.get_by_text(re.compile(r"[\d,]+ images a second"))
         done.wait_for()
@@ -74,6 +78,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--timeline",
+        type=int,
+        default=8,
+        help="images the timeline follows, both sides (the studio's default 8)",
+    )
     args = parser.parse_args()
     cli, studio, steal = [], [], []
     with sync_playwright() as playwright:
@@ -83,7 +93,7 @@ def main():
             runs = [("cli", cli_rate, ()), ("studio", studio_rate, (browser,))]
             measured = {}
             for name, run, extra in runs if round_index % 2 == 0 else runs[::-1]:
-                measured[name] = stolen(run, *extra, args.epochs)
+                measured[name] = stolen(run, *extra, args.epochs, args.timeline)
             cli.append(measured["cli"][0])
             studio.append(measured["studio"][0])
             steal.append((measured["cli"][1], measured["studio"][1]))
@@ -100,7 +110,7 @@ def main():
     # Rounds where the host took back under 5 % of the CPU during both runs: a fair pair.
     quiet = [r for r, pair in zip(ratios, steal) if max(pair) < 0.05]
     rows = [
-        (f"`cnnviz train --data shapes --epochs {args.epochs}` samples/s (median of {args.rounds})",
+        (f"`cnnviz train --data shapes --epochs {args.epochs} --timeline {args.timeline}` samples/s (median of {args.rounds})",
          f"{statistics.median(cli):.0f}", "baseline"),
         ("the studio's Train page, Chromium watching, same settings: samples/s (median)",
          f"{statistics.median(studio):.0f}", ""),
