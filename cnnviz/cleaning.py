@@ -166,11 +166,36 @@ def _check_folds(labels, class_names, folds: int) -> None:
         )
 
 
+DEFAULT_BUDGET = 120.0  # seconds for all folds together, when neither a budget nor epochs are given
+
+
+def fold_config(folds: int, budget: float | None, epochs: int | None, seed: int):
+    """The `TrainConfig` each of `folds` fold models trains with (see `audit` for `budget` and `epochs`).
+
+    No validation images are held out of a fold: the held-out fold is what the audit is for, and a small
+    class would have none to spare.
+    """
+    from cnnviz.training.config import TrainConfig
+
+    if budget is None and epochs is None:
+        budget = DEFAULT_BUDGET
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, (int, float)) or not float(budget) > 0
+    ):
+        raise ConfigError(f"budget must be a positive number of seconds, got {budget!r}.")
+    return TrainConfig(
+        epochs=epochs,
+        time_budget=None if budget is None else float(budget) / folds,
+        seed=seed,
+        validation_split=0.0,
+    )
+
+
 def audit(
     data,
     design="fast",
     folds: int = 3,
-    budget: float | None = 120.0,
+    budget: float | None = None,
     seed: int = 0,
     epochs: int | None = None,
     progress: Callable[[str, float], None] | None = None,
@@ -183,11 +208,11 @@ def audit(
             Its test split is left alone.
         design: what each fold trains (a preset name or a config), as for `cnnviz.train`.
         folds: int, 2 to 10. Defaults to `3`.
-        budget: float, seconds of training for all folds together, or `None` with `epochs`.
-            Defaults to `120`.
+        budget: float, seconds of training for all folds together. Defaults to `120` without
+            `epochs`, and to no limit with them.
         seed: int, for the folds and the training runs.
-        epochs: int, epochs each fold trains, or `None` to train until the budget is spent.
-            Epochs give the same models on a fast machine and a slow one; with a budget too,
+        epochs: int, epochs each fold trains, or `None` (the default) to train until the budget is
+            spent. Epochs give the same models on a fast machine and a slow one; with a budget too,
             whichever ends first stops the fold.
         progress: optional callable `(message, share done)`.
         stop_event: optional `threading.Event`; setting it stops the audit within one training batch
@@ -206,13 +231,10 @@ def audit(
 
     started = time.perf_counter()
     report = progress or (lambda message, share: None)
+    fold_config(2, budget, epochs, seed)  # bad settings are told before any image is read
     if not isinstance(data, Dataset):
         report("Reading the images", 0.0)
         data = cnnviz.load_dataset(data, seed=seed)
-    if budget is None and epochs is None:
-        raise ConfigError("Give the audit a budget in seconds, or a number of epochs per fold.")
-    if budget is not None and (not isinstance(budget, (int, float)) or float(budget) <= 0):
-        raise ConfigError(f"budget must be a positive number of seconds, got {budget!r}.")
     images, labels, files = _pool(data)
     class_names = tuple(data.class_names)
     _check_folds(labels, class_names, folds)
@@ -224,14 +246,7 @@ def audit(
     fold_accuracy = []
     models = []
     folds_of = np.zeros(len(labels), np.int64)
-    # No validation images held out of a fold: the held-out fold is what the audit is for, and a small
-    # class would have none to spare.
-    config = cnnviz.TrainConfig(
-        epochs=epochs,
-        time_budget=None if budget is None else float(budget) / folds,
-        seed=seed,
-        validation_split=0.0,
-    )
+    config = fold_config(folds, budget, epochs, seed)
     for fold, (train_index, held_index) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
         report(f"Training fold {fold + 1} of {folds} ({len(train_index)} images)", 0.95 * fold / folds)
 

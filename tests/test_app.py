@@ -129,7 +129,7 @@ def test_fix_page_shows_suspects_bulk_relabels_into_a_fixes_file_and_compares_a_
         Split(images[:6], labels[:6]),
     )
     job = cleaning.AuditJob(data=data, source="upload:tiny.zip", folds=3, budget=12.0)
-    job.audit = cnnviz.audit(data, folds=3, budget=None, epochs=8)
+    job.audit = cnnviz.audit(data, folds=3, epochs=8)
     assert job.audit.trusted and job.audit.suspects
     app = _open(data__source="upload")
     _studio(app).uploaded_data = Upload("digest", "tiny.zip", data)  # as if uploaded on the Data page

@@ -50,7 +50,7 @@ def planted():
         Split(test_images, test_labels),
     )
     # Epochs, not seconds: the same models on a fast machine and a slow one.
-    return data, labels, cleaning.audit(data, folds=3, budget=None, epochs=10, seed=0)
+    return data, labels, cleaning.audit(data, folds=3, epochs=10, seed=0)
 
 
 def test_the_out_of_fold_models_give_the_planted_wrong_labels_the_lowest_scores(planted):
@@ -102,7 +102,7 @@ def test_models_too_weak_to_judge_withhold_the_ranking_and_say_so():
     data = Dataset(
         "noise", CLASSES, Split(images, labels), Split(images[:0], labels[:0]), Split(images[:3], labels[:3])
     )
-    found = cleaning.audit(data, folds=2, budget=None, epochs=3, seed=0)
+    found = cleaning.audit(data, folds=2, epochs=3, seed=0)
     assert not found.trusted and found.accuracy < cleaning.TRUSTED_ACCURACY
     assert found.suspects == [] and len(found.ranking) > 0
     assert "too weak to tell a wrong label from their own mistake" in found.verdict
@@ -119,13 +119,16 @@ def test_a_class_with_fewer_images_than_folds_gets_a_message_that_says_what_is_n
         cleaning.audit(data, folds=3)
 
 
-def test_an_audit_without_a_budget_or_epochs_says_to_give_one():
-    images, labels = _images(12, seed=5)
-    data = Dataset(
-        "none", CLASSES, Split(images, labels), Split(images[:0], labels[:0]), Split(images[:0], labels[:0])
-    )
-    with pytest.raises(ConfigError, match="a budget in seconds, or a number of epochs per fold"):
-        cleaning.audit(data, folds=2, budget=None)
+def test_each_fold_trains_120_s_shared_by_default_the_epochs_alone_when_given_or_whichever_ends_first():
+    default = cleaning.fold_config(3, None, None, seed=0)
+    assert (default.time_budget, default.epochs) == (40.0, None)
+    epochs = cleaning.fold_config(3, None, 10, seed=0)
+    assert (epochs.time_budget, epochs.epochs) == (None, 10)
+    both = cleaning.fold_config(4, 60, 10, seed=0)
+    assert (both.time_budget, both.epochs, both.validation_split) == (15.0, 10, 0.0)
+    for budget in (0, -5, "60", True):
+        with pytest.raises(ConfigError, match="budget must be a positive number of seconds"):
+            cleaning.audit(_images(12, seed=5), folds=2, budget=budget)
 
 
 def test_a_stopped_audit_raises_and_keeps_nothing():

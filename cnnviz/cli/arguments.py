@@ -331,8 +331,8 @@ def _add_audit(commands) -> None:
     audit.add_argument(
         "--budget",
         type=bounded_number(float, 1, 86400),
-        default=120.0,
-        help="seconds of training for all folds together (default 120)",
+        default=None,
+        help="seconds of training for all folds together (default 120; with --epochs: no limit)",
     )
     audit.add_argument(
         "--epochs",
