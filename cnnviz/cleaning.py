@@ -1,8 +1,8 @@
 """Fix your data: images whose label is probably wrong, near-duplicates, outliers and confused class pairs.
 
 `audit(data)` trains `folds` models, each on all but one fold of the training
-images (training and validation splits together) and within its share of the
-time budget, so that every image gets predicted probabilities from a model that
+images (training and validation splits together) for a number of epochs or its
+share of the time budget, so that every image gets predicted probabilities from a model that
 never saw it. Confident learning (cleanlab's `find_label_issues` and
 `get_label_quality_scores`, Northcutt et al. 2021) ranks the images whose given
 label those out-of-fold probabilities contradict most. The test split is never
@@ -197,6 +197,7 @@ def audit(
     folds: int = 3,
     budget: float | None = None,
     seed: int = 0,
+    *,
     epochs: int | None = None,
     progress: Callable[[str, float], None] | None = None,
     stop_event: threading.Event | None = None,
@@ -212,8 +213,8 @@ def audit(
             `epochs`, and to no limit with them.
         seed: int, for the folds and the training runs.
         epochs: int, epochs each fold trains, or `None` (the default) to train until the budget is
-            spent. Epochs give the same models on a fast machine and a slow one; with a budget too,
-            whichever ends first stops the fold.
+            spent. Epochs give the same training on a fast machine and a slow one; with a budget
+            too, whichever ends first stops the fold.
         progress: optional callable `(message, share done)`.
         stop_event: optional `threading.Event`; setting it stops the audit within one training batch
             and raises `AuditStopped` (nothing is kept).
@@ -291,7 +292,7 @@ def audit(
         verdict = (
             f"The audit's models are right on only {accuracy:.0%} of the images they did not see (under "
             f"{TRUSTED_ACCURACY:.0%}): too weak to tell a wrong label from their own mistake, so no suspects "
-            "are reported. Give the audit a larger budget, or more images per class."
+            "are reported. Give the audit more epochs or a larger budget, or more images per class."
         )
     return Audit(
         class_names=class_names,

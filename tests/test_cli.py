@@ -250,8 +250,9 @@ def test_ctrl_c_during_training_saves_the_model_so_far(tmp_path):
     )
     try:
         deadline = time.monotonic() + 90
-        while not model_path.exists() and time.monotonic() < deadline:  # the first epoch's checkpoint
-            time.sleep(0.2)
+        while not model_path.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the first epoch's checkpoint
+        assert model_path.exists() and process.poll() is None, "training ended or never saved an epoch"
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
     finally:

@@ -338,7 +338,7 @@ def _add_audit(commands) -> None:
         "--epochs",
         type=bounded_number(int, 1, 10000),
         default=None,
-        help="epochs each fold trains: the same result on any machine (with --budget too, whichever ends first)",
+        help="epochs each fold trains: the same training on any machine (with --budget too, whichever ends first)",
     )
     _add_design(audit, "what each fold trains (default: the fast preset)")
     audit.add_argument("--seed", type=bounded_number(int, 0, 2**31 - 1), default=0)
