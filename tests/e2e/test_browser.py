@@ -186,7 +186,10 @@ def test_a_new_visitor_is_answered_from_onnx_while_tensorflow_starts_then_gets_t
         assert page.locator("h1", has_text="What does the network see").count() == 1
         assert "Look inside" in page.get_by_test_id("stSidebarNav").inner_text()
         assert _metric(page) == "circle"
-        assert page.locator("[data-testid=stImage] img").count() == 2  # the image and its Grad-CAM
+        from playwright.sync_api import expect
+
+        # The image and its Grad-CAM: they may arrive a moment after the metric (a count does not wait).
+        expect(page.locator("[data-testid=stImage] img")).to_have_count(2, timeout=30_000)
         _screenshot(page, "predict-before-tensorflow")
         page.get_by_text("Grad-CAM++").wait_for()  # then the full page: every method offered
         assert _metric(page) == "circle"
