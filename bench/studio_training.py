@@ -1,7 +1,8 @@
 """Training speed in the studio against the command line, with the same data and settings, in one run.
 
 Run: python bench/studio_training.py [--epochs 5] [--rounds 3] [--timeline 8]
-(each round notes the CPU steal of both runs: the share of the machine's time the host took back)
+(each round notes the CPU steal of both runs, the share of the machine's time the host took back, and the CPU
+the browser used while the studio trained)
 
 - cli: `cnnviz train --data shapes --epochs E --timeline K --json` -> its samples/s (measured inside
   `cnnviz.train`).
@@ -23,12 +24,47 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app import CHROMIUM, FLAGS, ROOT, open_cold  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process has used, from /proc; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def browser_cpu(server_pid: int) -> float:
+    """CPU seconds used so far by this script's other children: Chromium and Playwright's driver."""
+    server = _descendants(server_pid)
+    return sum(_process_cpu(pid) for pid in _descendants(os.getpid()) - server - {os.getpid()})
 
 
 def _cpu_times() -> list[int]:
@@ -54,7 +90,8 @@ def cli_rate(epochs: int, timeline: int) -> float:
     return float(json.loads(done.stdout)["samples_per_second"])
 
 
-def studio_rate(browser, epochs: int, timeline: int) -> float:
+def studio_rate(browser, epochs: int, timeline: int) -> tuple[float, float]:
+    """The studio's samples/s, and the browser's CPU seconds per second of the run."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(300_000)
     server = open_cold(page, ROOT / "app.py", ROOT)
@@ -62,10 +99,15 @@ def studio_rate(browser, epochs: int, timeline: int) -> float:
         # As a local user: the studio's first page, fully loaded (TensorFlow and the default models in), first.
         page.get_by_text("Grad-CAM++").wait_for()
         page.goto(page.url.rstrip("/") + f"/train?train.epochs={epochs}&train.timeline={timeline}")
-        page.get_by_role("button", name="Train", exact=True).click()
+        train = page.get_by_role("button", name="Train", exact=True)
+        train.wait_for()
+        cpu, began = browser_cpu(server.pid), time.monotonic()
+        train.click()
         done = page.get_by_text(re.compile(r"[\d,]+ images a second"))
         done.wait_for()
-        return float(re.search(r"([\d,]+) images a second", done.inner_text()).group(1).replace(",", ""))
+        browser = (browser_cpu(server.pid) - cpu) / (time.monotonic() - began)
+        rate = float(re.search(r"([\d,]+) images a second", done.inner_text()).group(1).replace(",", ""))
+        return rate, browser
     finally:
         page.close()
         server.terminate()
@@ -85,7 +127,7 @@ def main():
         help="images the timeline follows, both sides (the studio's default 8)",
     )
     args = parser.parse_args()
-    cli, studio, steal = [], [], []
+    cli, studio, steal, browser_load = [], [], [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         for round_index in range(args.rounds):
@@ -95,11 +137,12 @@ def main():
             for name, run, extra in runs if round_index % 2 == 0 else runs[::-1]:
                 measured[name] = stolen(run, *extra, args.epochs, args.timeline)
             cli.append(measured["cli"][0])
-            studio.append(measured["studio"][0])
+            studio.append(measured["studio"][0][0])
+            browser_load.append(measured["studio"][0][1])
             steal.append((measured["cli"][1], measured["studio"][1]))
             print(
                 f"round {round_index + 1}: cli {cli[-1]:.0f} samples/s (steal {steal[-1][0]:.0%}), "
-                f"studio {studio[-1]:.0f} (steal {steal[-1][1]:.0%})",
+                f"studio {studio[-1]:.0f} (steal {steal[-1][1]:.0%}, browser {browser_load[-1]:.2f} cores)",
                 flush=True,
             )
         browser.close()
@@ -116,6 +159,7 @@ def main():
          f"{statistics.median(studio):.0f}", ""),
         ("studio / CLI, median of the paired rounds (" + ", ".join(f"{r:.2f}" for r in ratios) + ")",
          f"{ratio:.2f} x", ">= 0.9 x"),
+        ("the browser's CPU during the studio's run, cores (median)", f"{statistics.median(browser_load):.2f}", ""),
         (f"studio / CLI, median of the {len(quiet)} rounds with under 5 % steal in both runs",
          f"{statistics.median(quiet):.2f} x" if quiet else "no quiet round", ">= 0.9 x"),
     ]  # fmt: skip
@@ -123,7 +167,17 @@ def main():
     for row in rows:
         print("| " + " | ".join(row) + " |")
     Path(__file__).with_name("studio-training-last.json").write_text(
-        json.dumps({"cli": cli, "studio": studio, "steal": steal, "ratios": ratios, "ratio": ratio}, indent=1)
+        json.dumps(
+            {
+                "cli": cli,
+                "studio": studio,
+                "steal": steal,
+                "browser_cores": browser_load,
+                "ratios": ratios,
+                "ratio": ratio,
+            },
+            indent=1,
+        )
         + "\n"
     )
     return 0

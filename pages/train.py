@@ -14,6 +14,11 @@ from ui.session import TrainedModel, studio
 from ui.training import TrainingJob, zip_folder
 
 LONG_EPOCH_SECONDS = 3.0  # an epoch running longer than this gets a batch-by-batch loss chart
+# The live view's refresh while a run goes on. Every refresh costs the browser on the same machine about
+# 0.1-0.4 s of CPU (the page, its charts) that training cannot use: at 1 s the studio trained at about 0.84x
+# the CLI's pace on 2 cores, at 2 s at about the CLI's (docs/BENCHMARKS.md, "The studio against the CLI").
+LIVE_REFRESH_SECONDS = 2.0
+PLAY_SECONDS = 1.0  # the timeline plays one epoch a second once the run is over
 
 runtime.enter_page()
 st.title("Train")
@@ -112,8 +117,6 @@ def live_progress(polling: bool) -> None:
 
 def timeline_panel(snapshots: list, class_names) -> None:
     """Scrub (or play) the epochs: the followed images with their heatmaps and answers, and the first filters."""
-    from cnnviz.timeline import frames
-
     st.markdown("**Watch it learn**: the same images, before training (epoch 0) and after every epoch.")
     epochs = [snapshot.epoch for snapshot in snapshots]
     current = st.session_state.get("train.timeline_epoch")
@@ -122,7 +125,7 @@ def timeline_panel(snapshots: list, class_names) -> None:
     if current not in epochs or (grew and not playing):
         current = epochs[-1]  # a new epoch (or a new run) shows its latest snapshot
     elif playing:
-        current = epochs[(epochs.index(current) + 1) % len(epochs)]  # one epoch a second, round and round
+        current = epochs[(epochs.index(current) + 1) % len(epochs)]  # one epoch a refresh, round and round
     st.session_state["train.timeline_epoch"] = current
     controls = st.columns([5, 1], vertical_alignment="bottom")
     if len(epochs) > 1:
@@ -132,7 +135,7 @@ def timeline_panel(snapshots: list, class_names) -> None:
     snapshot = snapshots[epochs.index(st.session_state["train.timeline_epoch"])]
     left, right = st.columns([3, 1.4])
     left.image(
-        frames([snapshot], tuple(class_names), columns=min(4, len(snapshot.images)))[0],
+        frame_of(snapshot, tuple(class_names)),
         caption="Where the network looks for each image's true class (Grad-CAM); under it the top answer "
         "(green: right, red: wrong).",
         width="stretch",
@@ -142,6 +145,18 @@ def timeline_panel(snapshots: list, class_names) -> None:
             plotting.kernel_figure(snapshot.kernels.astype("float32") / 255, title="First-layer filters"),
             key="train.timeline_kernels",
         )
+
+
+def frame_of(snapshot, class_names: tuple) -> object:
+    """The snapshot's picture, drawn once: the live view redraws the same epoch on every refresh."""
+    from cnnviz.timeline import frames
+
+    drawn = st.session_state.get("train.timeline_frame")
+    if drawn is None or drawn[0] is not snapshot:
+        columns = min(4, len(snapshot.images))
+        drawn = (snapshot, frames([snapshot], class_names, columns=columns)[0])
+        st.session_state["train.timeline_frame"] = drawn
+    return drawn[1]
 
 
 @st.fragment
@@ -175,9 +190,10 @@ def take_it_with_you(job, stem: str) -> None:
         right.caption(summary[:1].upper() + summary[1:] + ".")
 
 
-# Polls every second only while a run goes on, or while the timeline plays.
+# Polls only while a run goes on, or while the timeline plays.
 playing = st.session_state.get("train.timeline_play", False)
-st.fragment(live_progress, run_every=1.0 if running or playing else None)(running)
+refresh = LIVE_REFRESH_SECONDS if running else PLAY_SECONDS if playing else None
+st.fragment(live_progress, run_every=refresh)(running)
 
 if session.history:
     st.subheader("Runs in this session")
