@@ -34,6 +34,14 @@ FLAGS = [
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
+def _expect(locator):
+    """Playwright's `expect`, which retries until the page shows what is asserted (a count right after a
+    wait can run before Streamlit has drawn the rest of the page)."""
+    from playwright.sync_api import expect
+
+    return expect(locator)
+
+
 def _missing_reason() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401
@@ -164,7 +172,7 @@ def test_a_deep_link_as_the_first_request_gets_the_studios_navigation(server, pa
     # and the page already shows its title and what it is about.
     page.get_by_text("Loading TensorFlow and the model").wait_for()
     assert "Look inside" in page.get_by_test_id("stSidebarNav").inner_text()
-    assert page.locator("h1", has_text="Weights").count() == 1
+    _expect(page.locator("h1", has_text="Weights")).to_have_count(1)
     page.locator("h1", has_text="Weights").wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
     navigation = page.get_by_test_id("stSidebarNav")
@@ -183,7 +191,7 @@ def test_a_new_visitor_is_answered_from_onnx_while_tensorflow_starts_then_gets_t
         page.goto(url)
         # TensorFlow takes seconds to import (3.6 to 7 s measured); the answer comes before it, from ONNX.
         page.get_by_text("loading TensorFlow").first.wait_for()
-        assert page.locator("h1", has_text="What does the network see").count() == 1
+        _expect(page.locator("h1", has_text="What does the network see")).to_have_count(1)
         assert "Look inside" in page.get_by_test_id("stSidebarNav").inner_text()
         assert _metric(page) == "circle"
         from playwright.sync_api import expect
@@ -233,7 +241,7 @@ def test_predict_page_answers_a_sample_and_an_upload_with_a_heatmap(server, page
     assert _metric(page) == "circle"
     images = page.locator("[data-testid=stImage] img")
     images.nth(1).wait_for()
-    assert images.count() == 2  # the image and its heatmap overlay
+    _expect(images).to_have_count(2)  # the image and its heatmap overlay
     assert "Grad-CAM on act4" in page.get_by_test_id("stImageCaption").nth(1).inner_text()
     page.locator(".js-plotly-plot").first.wait_for()  # the top-5 bars
     _screenshot(page, "predict")
@@ -311,14 +319,14 @@ def test_clicking_a_dot_on_the_map_shows_that_test_image_its_heatmap_and_five_ne
     page.goto(f"{server}/map")
     dots = page.locator(".js-plotly-plot .scatterlayer path.point")
     dots.first.wait_for(timeout=120000)
-    assert dots.count() == 1200  # every test image of the default model
+    _expect(dots).to_have_count(1200)  # every test image of the default model
     _screenshot(page, "map")
     dots.nth(40).click(force=True)
     caption = page.get_by_text(re.compile(r"^Test image \d+: a \w+, called \w+ \((right|wrong)\)$"))
     caption.wait_for(timeout=60000)
     page.get_by_text("Its 5 nearest neighbours").first.wait_for()
     # The image, its heatmap, and 5 neighbours.
-    assert page.locator('[data-testid="stImage"]').count() == 7
+    _expect(page.locator('[data-testid="stImage"]')).to_have_count(7)
 
 
 def test_training_shows_live_curves_and_stop_keeps_the_model(server, page):
@@ -440,7 +448,7 @@ def test_uploading_a_model_file_or_a_broken_one(server, page, tmp_path):
     )
     sidebar.get_by_text("10 classes: 0, 1, 2").wait_for()
     page.get_by_text("Upload an image to start").wait_for()  # no samples for an uploaded model
-    assert page.get_by_text("Draw a digit").count() == 1  # one-channel input: drawing is offered
+    _expect(page.get_by_text("Draw a digit")).to_have_count(1)  # one-channel input: drawing is offered
     assert page.get_by_test_id("stException").count() == 0
 
 
@@ -522,7 +530,7 @@ def test_four_sessions_at_once_two_training_each_sees_only_its_own(server, brows
             page.get_by_role("button", name="Download run 1's model (.keras)").wait_for()
             assert page.get_by_role("button", name="Download run 2's model (.keras)").count() == 0
             page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").click()
-            assert page.get_by_role("option", name="Trained in this session").count() == 1
+            _expect(page.get_by_role("option", name="Trained in this session")).to_have_count(1)
             page.keyboard.press("Escape")
         for page in visitors:  # nobody else's model appears in a visitor's choices
             page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").click()
