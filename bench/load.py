@@ -12,7 +12,7 @@ then for `--seconds` each does what its role does, with a think time of 2-6 s be
   heatmap are on the page (the Predict fragment's run finished, with its metric and two images).
 - Browse: open Results, then Activations, in turn; answer = the click until the page's run finished.
 - Train: open Train, press Train (the page's default settings: fast design, at most 60 s), then stay on
-  the page while its progress fragment reruns every second, as the browser makes it.
+  the page while its progress fragment reruns (every 2 s), as the browser makes it.
 
 Recorded per level: p50 and p95 of the answers (all roles, and Predict alone), errors (an exception or an
 error box shown to anyone, a dropped connection, a timeout), the server's peak resident memory and its mean
@@ -87,7 +87,7 @@ def visit(url: str, role: str, name: str, seconds: float, start: threading.Barri
             visitor.open("train")
             run = visitor.submit("train.form")
             outcome.answers.append(run.seconds)
-            # Stay on the page while it trains: its fragment reruns every second until the run ends.
+            # Stay on the page while it trains: its fragment reruns until the run ends.
             while visitor.auto_reruns and time.perf_counter() < end + 60:
                 visitor.poll(1.0)
             outcome.trained = not visitor.auto_reruns

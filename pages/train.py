@@ -15,8 +15,8 @@ from ui.training import TrainingJob, zip_folder
 
 LONG_EPOCH_SECONDS = 3.0  # an epoch running longer than this gets a batch-by-batch loss chart
 # The live view's refresh while a run goes on. Every refresh costs the browser on the same machine about
-# 0.1-0.4 s of CPU (the page, its charts) that training cannot use: at 1 s the studio trained at about 0.84x
-# the CLI's pace on 2 cores, at 2 s at about the CLI's (docs/BENCHMARKS.md, "The studio against the CLI").
+# 0.1-0.4 s of CPU (the page, its charts) that training cannot use: at 1 s the studio trained at 0.73x the
+# CLI's pace on 2 cores (0.84x without the timeline), at 2 s at about the CLI's (docs/BENCHMARKS.md).
 LIVE_REFRESH_SECONDS = 2.0
 PLAY_SECONDS = 1.0  # the timeline plays one epoch a second once the run is over
 
@@ -112,10 +112,10 @@ def live_progress(polling: bool) -> None:
         st.plotly_chart(plotting.training_curves_figure(rows), key=f"train.curves.{len(rows)}.{job.running}")
     snapshots = job.snapshots()
     if snapshots:
-        timeline_panel(snapshots, job.data.class_names)
+        timeline_panel(job, snapshots)
 
 
-def timeline_panel(snapshots: list, class_names) -> None:
+def timeline_panel(job: TrainingJob, snapshots: list) -> None:
     """Scrub (or play) the epochs: the followed images with their heatmaps and answers, and the first filters."""
     st.markdown("**Watch it learn**: the same images, before training (epoch 0) and after every epoch.")
     epochs = [snapshot.epoch for snapshot in snapshots]
@@ -135,7 +135,7 @@ def timeline_panel(snapshots: list, class_names) -> None:
     snapshot = snapshots[epochs.index(st.session_state["train.timeline_epoch"])]
     left, right = st.columns([3, 1.4])
     left.image(
-        frame_of(snapshot, tuple(class_names)),
+        job.frame(snapshot),
         caption="Where the network looks for each image's true class (Grad-CAM); under it the top answer "
         "(green: right, red: wrong).",
         width="stretch",
@@ -145,18 +145,6 @@ def timeline_panel(snapshots: list, class_names) -> None:
             plotting.kernel_figure(snapshot.kernels.astype("float32") / 255, title="First-layer filters"),
             key="train.timeline_kernels",
         )
-
-
-def frame_of(snapshot, class_names: tuple) -> object:
-    """The snapshot's picture, drawn once: the live view redraws the same epoch on every refresh."""
-    from cnnviz.timeline import frames
-
-    drawn = st.session_state.get("train.timeline_frame")
-    if drawn is None or drawn[0] is not snapshot:
-        columns = min(4, len(snapshot.images))
-        drawn = (snapshot, frames([snapshot], class_names, columns=columns)[0])
-        st.session_state["train.timeline_frame"] = drawn
-    return drawn[1]
 
 
 @st.fragment

@@ -284,6 +284,11 @@ def test_train_page_trains_two_epochs_and_offers_the_model():
     assert not app.exception and app.select_slider(key="train.timeline_epoch").value == 0
     assert any("Watch it learn" in text.value for text in app.markdown)
     assert len(app.get("image")) == 1 and len(app.get("plotly_chart")) >= 2  # the frame; curves and filters
+    # The live view redraws the same epoch every refresh: its picture is drawn once, a new epoch's again.
+    job = _studio(app).training_job
+    first = job.frame(timeline[0])
+    assert job.frame(timeline[0]) is first and job.frame(timeline[2]) is not first
+    assert np.array_equal(np.asarray(job.frame(timeline[0])), np.asarray(first))
     # Other pages now offer the session's model.
     app.switch_page("pages/predict.py").run()
     assert "Trained in this session" in app.selectbox(key="model.choice").options

@@ -42,7 +42,7 @@ def _browse(visitor: Visitor) -> list[str]:
 def _train(visitor: Visitor) -> bool:
     visitor.open("train")
     visitor.submit("train.form")
-    for _ in range(60):  # the fragment's one-second reruns, until the 10 s run has ended
+    for _ in range(60):  # the fragment's reruns (every 2 s), until the 10 s run has ended
         if not visitor.auto_reruns:
             return True
         visitor.poll(1.0)

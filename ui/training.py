@@ -155,6 +155,7 @@ class TrainingJob(BackgroundJob):
     # Unique across sessions: caches shared by all sessions key the model by it.
     uid: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
     timeline: list = dataclasses.field(default_factory=list)  # cnnviz.timeline.Snapshots, as they come
+    _frame: tuple | None = None  # (snapshot, its picture): the last drawn, see `frame`
 
     failure = "Training failed"
     out_of_memory = "Out of memory: use a smaller batch size, fewer filters or smaller images."
@@ -208,6 +209,16 @@ class TrainingJob(BackgroundJob):
         """The timeline recorded so far (`cnnviz.timeline.Snapshot`s: epoch 0, then each epoch, thinned
         past `cnnviz.timeline.MAX_SNAPSHOTS` as the run's own list is)."""
         return list(self.timeline)
+
+    def frame(self, snapshot):
+        """The timeline picture of one of this job's snapshots (PIL), drawn once: the live view shows
+        the same epoch on every refresh."""
+        if self._frame is None or self._frame[0] is not snapshot:
+            from cnnviz.timeline import frames
+
+            columns = min(4, len(snapshot.images))
+            self._frame = (snapshot, frames([snapshot], tuple(self.data.class_names), columns=columns)[0])
+        return self._frame[1]
 
     def on_event(self, event) -> None:
         """Keeps the events; timeline snapshots go to their own bounded list."""
