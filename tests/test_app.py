@@ -349,6 +349,10 @@ def test_data_page_shows_the_source_and_previews_augmentation(monkeypatch, tmp_p
     app = _open("data")
     assert app.metric[0].value == "4" and app.metric[1].value == "64x64x3"
     assert len(app.get("plotly_chart")) == 3  # samples, balance, augmentation
+    preview = app.get("plotly_chart")[2].proto.spec
+    app.slider(key="data.texture").set_value(0.3).run()
+    assert not app.exception
+    assert app.get("plotly_chart")[2].proto.spec != preview  # the preview shows the textured copies
     app.selectbox(key="data.source").set_value("digits").run()
     assert app.metric[0].value == "10" and app.metric[1].value == "28x28x1"
     app.selectbox(key="data.source").set_value("mnist").run()

@@ -406,3 +406,24 @@ def test_noise_augmentation_draws_a_spread_per_image_up_to_the_share_asked():
     assert cnnviz.TrainConfig(noise=0.05).augments and not cnnviz.TrainConfig().augments
     with pytest.raises(cnnviz.ConfigError, match="noise"):
         cnnviz.TrainConfig(noise=1.5)
+
+
+def test_texture_augmentation_adds_a_two_level_pattern_to_most_images_up_to_the_share_asked():
+    flat = np.full((200, 32, 32, 3), 128, np.uint8)
+    textured = cnnviz.augment_preview(flat, cnnviz.TrainConfig(texture=0.2), seed=0).astype(np.float32)
+    change = textured - 128
+    touched = np.abs(change).reshape(200, -1).max(axis=1) > 1
+    assert 0.55 < touched.mean() < 0.85  # about 70 % of the images get a pattern
+    assert np.abs(change).max() <= 0.2 * 255 + 1  # never stronger than the share asked
+    for image in change[touched][:20]:
+        channel = image[..., int(np.argmax(np.abs(image).max(axis=(0, 1))))]
+        levels = np.unique(np.rint(channel))
+        assert len(levels) == 2 and levels[0] == -levels[1]  # two levels, +strength and -strength
+        assert 0.2 < (channel > 0).mean() < 0.8  # a pattern over the whole image, not a wash
+    strengths = np.abs(change[touched]).reshape(touched.sum(), -1).max(axis=1)
+    assert strengths.min() < 0.4 * strengths.max()  # each image its own strength
+    gray = cnnviz.augment_preview(flat[..., :1], cnnviz.TrainConfig(texture=0.2), seed=1)
+    assert gray.shape == (200, 32, 32, 1)
+    assert cnnviz.TrainConfig(texture=0.1).augments
+    with pytest.raises(cnnviz.ConfigError, match="texture"):
+        cnnviz.TrainConfig(texture=-0.1)

@@ -28,7 +28,7 @@ import streamlit as st
 from cnnviz import limits
 from cnnviz.models import ACTIVATIONS, POOLINGS
 from cnnviz.pretrained import BACKBONE_SIZES, backbone_size
-from cnnviz.training.config import DEFAULT_AUGMENTATION, FLIPS, OPTIMIZERS, TrainConfig
+from cnnviz.training.config import AUGMENTATION_FIELDS, DEFAULT_AUGMENTATION, FLIPS, OPTIMIZERS, TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +140,7 @@ def _design_labels() -> dict[str, str]:
 
 _AUGMENTATION_DEFAULTS = {
     name: DEFAULT_AUGMENTATION.get(name, TrainConfig.__dataclass_fields__[name].default)
-    for name in ("flip", "rotate", "zoom", "translate", "contrast", "noise")
+    for name in AUGMENTATION_FIELDS
 }
 
 #: Every setting of the studio, by key.
@@ -188,6 +188,16 @@ SETTINGS: dict[str, Setting] = {
             field="noise",
             help="Grainy copies: each image gets Gaussian noise of up to this share of the brightness range, "
             "so the network learns shapes rather than clean edges.",
+        ),
+        Setting(
+            "data.texture",
+            "Background texture",
+            "slider",
+            (0.0, 0.3, 0.02),
+            _AUGMENTATION_DEFAULTS["texture"],
+            field="texture",
+            help="Copies with stripes or a checkerboard over the picture, of up to this share of the brightness "
+            "range, so the network learns that a busy background is not part of the object.",
         ),
         # Build: the design's fields. The preset's values are loaded into them when the preset changes.
         Setting(

@@ -41,6 +41,8 @@ def make_augmentation(config: TrainConfig, seed: int = 0):
         )
     if config.noise:
         steps.append(_random_noise_layer()(config.noise * 255.0, seed=seed + 5, name="noise"))
+    if config.texture:
+        steps.append(_random_texture_layer()(config.texture * 255.0, seed=seed + 6, name="texture"))
     if not steps:
         return None
     return keras.Sequential(steps, name="augmentation")
@@ -68,6 +70,56 @@ def _random_noise_layer():
             return input_shape
 
     return RandomNoise
+
+
+def _random_texture_layer():
+    """`RandomTexture`: stripes or a checkerboard added to a share of the images.
+
+    Each image draws whether it gets one (`share`), which of the two, the angle,
+    the period (3 to 14 pixels), a colour (each channel 0.3 to 1) and a strength
+    in [0, most]. The pattern has two levels, +strength and -strength, like a
+    printed fabric or tiles behind the object.
+    """
+    import math
+
+    import keras
+    from keras import ops
+
+    class RandomTexture(keras.layers.Layer):
+        def __init__(self, most: float, share: float = 0.7, seed: int = 0, **kwargs):
+            super().__init__(**kwargs)
+            self.most = float(most)
+            self.share = float(share)
+            self.generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            shape = ops.shape(images)
+            count, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+
+            def draw(low, high, size=(count, 1, 1)):
+                return keras.random.uniform(size, low, high, seed=self.generator)
+
+            rows = ops.cast(ops.arange(height), "float32")[None, :, None]
+            columns = ops.cast(ops.arange(width), "float32")[None, None, :]
+            angle, period = draw(0.0, math.pi), draw(3.0, 14.0)
+            along = (ops.cos(angle) * columns + ops.sin(angle) * rows) / period
+            across = (ops.cos(angle) * rows - ops.sin(angle) * columns) / period
+            stripes = ops.sin(2 * math.pi * along)
+            checkerboard = ops.sin(math.pi * along) * ops.sin(math.pi * across)
+            wave = ops.where(draw(0.0, 1.0) < 0.5, stripes, checkerboard)
+            pattern = ops.where(wave >= 0, 1.0, -1.0)[..., None]
+            chosen = ops.cast(draw(0.0, 1.0, (count, 1, 1, 1)) < self.share, "float32")
+            strength = draw(0.0, self.most, (count, 1, 1, 1)) * chosen
+            colour = draw(0.3, 1.0, (count, 1, 1, channels))
+            textured = ops.cast(images, "float32") + pattern * strength * colour
+            return ops.cast(ops.clip(textured, 0.0, 255.0), images.dtype)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return RandomTexture
 
 
 def augment_preview(images: NDArray, config: TrainConfig, seed: int = 0) -> NDArray[np.uint8]:
