@@ -412,6 +412,16 @@ def test_every_train_config_field_is_a_flag_of_train_and_compare(capsys):
     assert "invalid choice: 'sideways'" in capsys.readouterr().err
 
 
+def test_each_train_flag_states_its_default_once(capsys):
+    from cnnviz.cli import build_parser
+
+    action = next(a for a in build_parser()._actions if a.dest == "command")
+    helps = {a.dest: a.help for a in action.choices["train"]._actions if a.help}
+    assert helps["epochs"].count("default 10") == 1  # its own help says it; none added twice
+    assert helps["batch_size"].endswith("(default 32)")  # added where the help does not say it
+    assert all(text.count("(default") <= 1 for text in helps.values())
+
+
 def test_evaluate_draws_the_training_sources_split_again_with_its_options(capsys, tmp_path, image_folder):
     import cnnviz
 

@@ -65,7 +65,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type, help_o
     for field in dataclasses.fields(config_class):
         kind = _plain_type(hints[field.name])
         help_text = (help_overrides or {}).get(field.name) or field.metadata.get("help", "")
-        default = "" if field.default is None else f" (default {field.default})"
+        said = "(default" in help_text  # the help already says it, in its own words
+        default = "" if field.default is None or said else f" (default {field.default})"
         options: dict[str, Any] = {
             "dest": field.name,
             "default": argparse.SUPPRESS,
