@@ -408,6 +408,23 @@ def test_noise_augmentation_draws_a_spread_per_image_up_to_the_share_asked():
         cnnviz.TrainConfig(noise=1.5)
 
 
+def test_custom_augmentations_run_under_a_global_bfloat16_policy_and_only_when_training():
+    import keras
+
+    from cnnviz.training.augmentation import make_augmentation
+
+    images = np.full((8, 16, 16, 3), 128, np.float32)
+    config = cnnviz.TrainConfig(noise=0.1, texture=0.2)
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        changed = cnnviz.augment_preview(images, config, seed=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.abs(changed.astype(int) - 128).max() > 5
+    unchanged = make_augmentation(config, seed=0)(images, training=False)
+    np.testing.assert_array_equal(np.asarray(unchanged), images)
+
+
 def test_texture_augmentation_adds_a_two_level_pattern_to_most_images_up_to_the_share_asked():
     flat = np.full((200, 32, 32, 3), 128, np.uint8)
     textured = cnnviz.augment_preview(flat, cnnviz.TrainConfig(texture=0.2), seed=0).astype(np.float32)
@@ -424,6 +441,7 @@ def test_texture_augmentation_adds_a_two_level_pattern_to_most_images_up_to_the_
     assert strengths.min() < 0.4 * strengths.max()  # each image its own strength
     gray = cnnviz.augment_preview(flat[..., :1], cnnviz.TrainConfig(texture=0.2), seed=1)
     assert gray.shape == (200, 32, 32, 1)
+    assert (np.abs(gray.astype(int) - 128).reshape(200, -1).max(axis=1) > 1).mean() > 0.5  # gray gets it too
     assert cnnviz.TrainConfig(texture=0.1).augments
     with pytest.raises(cnnviz.ConfigError, match="texture"):
         cnnviz.TrainConfig(texture=-0.1)

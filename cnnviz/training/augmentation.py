@@ -40,12 +40,21 @@ def make_augmentation(config: TrainConfig, seed: int = 0):
             layers.RandomContrast(config.contrast, value_range=(0, 255), seed=seed + 4, name="contrast")
         )
     if config.noise:
-        steps.append(_random_noise_layer()(config.noise * 255.0, seed=seed + 5, name="noise"))
+        # float32 whatever the global policy: random draws come in float32.
+        steps.append(
+            _random_noise_layer()(config.noise * 255.0, seed=seed + 5, name="noise", dtype="float32")
+        )
     if config.texture:
-        steps.append(_random_texture_layer()(config.texture * 255.0, seed=seed + 6, name="texture"))
+        steps.append(
+            _random_texture_layer()(config.texture * 255.0, seed=seed + 6, name="texture", dtype="float32")
+        )
     if not steps:
         return None
     return keras.Sequential(steps, name="augmentation")
+
+
+# The two layers below run in the tf.data pipeline, outside the model, so no saved
+# model holds them; `get_config` still describes them, as for any Keras layer.
 
 
 def _random_noise_layer():
@@ -56,6 +65,7 @@ def _random_noise_layer():
         def __init__(self, most: float, seed: int = 0, **kwargs):
             super().__init__(**kwargs)
             self.most = float(most)
+            self.seed = seed
             self.generator = keras.random.SeedGenerator(seed)
 
         def call(self, images, training=True):
@@ -69,6 +79,9 @@ def _random_noise_layer():
         def compute_output_shape(self, input_shape):
             return input_shape
 
+        def get_config(self):
+            return {**super().get_config(), "most": self.most, "seed": self.seed}
+
     return RandomNoise
 
 
@@ -77,8 +90,9 @@ def _random_texture_layer():
 
     Each image draws whether it gets one (`share`), which of the two, the angle,
     the period (3 to 14 pixels), a colour (each channel 0.3 to 1) and a strength
-    in [0, most]. The pattern has two levels, +strength and -strength, like a
-    printed fabric or tiles behind the object.
+    in [0, most]. The pattern has two levels, +strength and -strength, over the
+    whole picture, object included, like a printed fabric or tiles seen through
+    the colours.
     """
     import math
 
@@ -90,6 +104,7 @@ def _random_texture_layer():
             super().__init__(**kwargs)
             self.most = float(most)
             self.share = float(share)
+            self.seed = seed
             self.generator = keras.random.SeedGenerator(seed)
 
         def call(self, images, training=True):
@@ -113,11 +128,16 @@ def _random_texture_layer():
             chosen = ops.cast(draw(0.0, 1.0, (count, 1, 1, 1)) < self.share, "float32")
             strength = draw(0.0, self.most, (count, 1, 1, 1)) * chosen
             colour = draw(0.3, 1.0, (count, 1, 1, channels))
-            textured = ops.cast(images, "float32") + pattern * strength * colour
-            return ops.cast(ops.clip(textured, 0.0, 255.0), images.dtype)
+            textured = ops.clip(ops.cast(images, "float32") + pattern * strength * colour, 0.0, 255.0)
+            if "int" in str(images.dtype):
+                textured = ops.round(textured)
+            return ops.cast(textured, images.dtype)
 
         def compute_output_shape(self, input_shape):
             return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "most": self.most, "share": self.share, "seed": self.seed}
 
     return RandomTexture
 

@@ -17,6 +17,8 @@ SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "float32", "bfloat16")
 FLIPS = ("none", "horizontal", "vertical", "both")
 AUGMENTATION_FIELDS = ("flip", "rotate", "zoom", "translate", "contrast", "noise", "texture")
+#: The augmentation fields that are amounts, shares in [0, 1), 0 for off.
+AUGMENTATION_AMOUNTS = tuple(name for name in AUGMENTATION_FIELDS if name != "flip")
 
 #: Light augmentation that is safe for every kind of data (no flips: digits and
 #: text must not be mirrored). What "augment" means when nothing else is chosen.
@@ -119,7 +121,7 @@ class TrainConfig:
         if self.epochs is None and self.time_budget is None:
             raise ConfigError("epochs=None runs until the time budget is spent; give a time_budget too.")
         _check_whole("seed", self.seed, 0, 2**32 - 1)
-        for name in ("validation_split", *AUGMENTATION_FIELDS[1:]):
+        for name in ("validation_split", *AUGMENTATION_AMOUNTS):
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < 1:
                 raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}.")
@@ -127,7 +129,7 @@ class TrainConfig:
     @property
     def augments(self) -> bool:
         """Whether any augmentation is on."""
-        return self.flip != "none" or any(getattr(self, name) for name in AUGMENTATION_FIELDS[1:])
+        return self.flip != "none" or any(getattr(self, name) for name in AUGMENTATION_AMOUNTS)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """Returns a copy with `changes` applied (and validated)."""
