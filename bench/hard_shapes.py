@@ -1,6 +1,6 @@
 """Does the default shapes model generalise? A harder independent set, drawn by other code than the generator.
 
-Run: python bench/hard_shapes.py [MODEL ...]   (default: assets/models/shapes.keras)
+Run: python bench/hard_shapes.py [MODEL ...] [--sets 2026 7 8]   (default: assets/models/shapes.keras)
 
 The set (`hard_shapes`, 400 images, seed 2026; never used for training): circles, squares, triangles and
 stars drawn with plain PIL at 4x and downsampled, rotated at random, 24 to 64 % of the side wide, in random
@@ -10,8 +10,13 @@ independent set (tests/test_explanations.py) has flat backgrounds.
 
 For each model: accuracy on the set, and how often Grad-CAM's hottest pixel lies inside the shape's box
 (pointing game) on the images it gets right. Target (issue 15): >= 97 % and >= 90 %.
+
+`--sets` gives the seeds of the sets drawn (default 2026 7 8 9 10). The shipped model's recipe was chosen on
+some of them: its texture strength on set 2026, its 40 epochs (over 30) on sets 2026, 7 and 8. Sets 9 and 10
+were drawn after those choices, and nothing was chosen on them.
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -106,21 +111,31 @@ def score(model, images, labels, boxes) -> dict:
     return {"accuracy": float(correct.mean()), "pointing": float(pointing(heatmaps, boxes[correct]).mean())}
 
 
-def main(paths):
+def main(argv=None):
     import cnnviz
 
-    images, labels, boxes = hard_shapes()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", default=[str(ROOT / "assets" / "models" / "shapes.keras")])
+    parser.add_argument(
+        "--sets", type=int, nargs="+", default=[2026, 7, 8, 9, 10], help="seeds of the sets to draw"
+    )
+    args = parser.parse_args(argv)
+    sets = {seed: hard_shapes(seed=seed) for seed in args.sets}
     results = {}
-    for path in paths or [str(ROOT / "assets" / "models" / "shapes.keras")]:
-        results[path] = score(cnnviz.load_model(path), images, labels, boxes)
+    for path in args.models:
+        model = cnnviz.load_model(path)
+        results[path] = {seed: score(model, *drawn) for seed, drawn in sets.items()}
         print(f"{path}: {results[path]}", flush=True)
-    print("\n| model | hard independent shapes: accuracy (target >= 97 %) | Grad-CAM pointing (>= 90 %) |")
-    print("|---|---|---|")
-    for path, result in results.items():
-        print(f"| {Path(path).name} | {result['accuracy']:.1%} | {result['pointing']:.1%} |")
+    print(
+        "\n| model | set seed | hard independent shapes: accuracy (target >= 97 %) | Grad-CAM pointing (>= 90 %) |"
+    )
+    print("|---|---|---|---|")
+    for path, by_set in results.items():
+        for seed, result in by_set.items():
+            print(f"| {Path(path).name} | {seed} | {result['accuracy']:.1%} | {result['pointing']:.1%} |")
     Path(__file__).with_name("hard-shapes-last.json").write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
