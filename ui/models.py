@@ -234,16 +234,33 @@ def load_pending_model(wait: bool = True) -> None:
     if pending is None:
         return
     if not wait and not warmup.ready():
-        pending.caption_slot.caption("Loading TensorFlow... the model's details appear in a moment.")
+        with pending.caption_slot.container():
+            _describe_once_loaded(pending.label)
         return
     session.pending_model = None
-    file_name, prefix, source = DEFAULTS[pending.label]
-    model = load_default_model(file_name)
-    choice = ModelChoice(
-        "default", f"default:{file_name}", pending.label, model, cnnviz.class_names_of(model), source, prefix
-    )
+    choice = _default_choice(pending.label)
     session.current_model = choice
     _describe(choice, pending.caption_slot)
+
+
+def _default_choice(label: str) -> ModelChoice:
+    file_name, prefix, source = DEFAULTS[label]
+    model = load_default_model(file_name)
+    return ModelChoice(
+        "default", f"default:{file_name}", label, model, cnnviz.class_names_of(model), source, prefix
+    )
+
+
+@st.fragment(run_every=2.0)
+def _describe_once_loaded(label: str) -> None:
+    """The sidebar's model details, drawn by itself as soon as TensorFlow is loaded, with no rerun of the page.
+
+    The polling lasts until the visitor's next action reruns the app, which then describes the model at once.
+    """
+    if warmup.ready():
+        _describe(_default_choice(label), st)
+    else:
+        st.caption("Loading TensorFlow... the model's details appear in a moment.")
 
 
 def require_model() -> ModelChoice:

@@ -205,6 +205,23 @@ def test_a_new_visitor_is_answered_from_onnx_while_tensorflow_starts_then_gets_t
         page.close()
 
 
+def test_the_sidebar_describes_the_default_model_by_itself_once_tensorflow_has_loaded(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    # A server of its own, first opened on a page that does not wait for the model: its sidebar says the
+    # model is loading, then, with no click, what the model is.
+    with _streamlit_server(tmp_path) as (url, _):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(90_000)
+        page.goto(f"{url}/data")
+        sidebar = page.get_by_test_id("stSidebar")
+        sidebar.get_by_text("the model's details appear in a moment").wait_for()
+        expect(sidebar.get_by_text("4 classes: circle, square, triangle, star")).to_be_visible(timeout=60_000)
+        expect(sidebar.get_by_text("the model's details appear in a moment")).to_have_count(0)
+        assert page.get_by_test_id("stException").count() == 0
+        page.close()
+
+
 def test_a_visitor_past_the_session_limit_sees_the_busy_page_and_is_served_once_a_place_frees(
     browser, tmp_path
 ):
