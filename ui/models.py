@@ -228,39 +228,35 @@ def load_pending_model(wait: bool = True) -> None:
     """Loads the default model that `model_picker` chose in this run, if no page has asked for it yet.
 
     app.py calls it after the page, so the sidebar describes the model on every page; there it does not
-    wait for TensorFlow (`wait=False`): the sidebar says it is loading, and the next run describes it."""
+    wait for TensorFlow (`wait=False`): the sidebar says it is loading, and reruns the app once it is in."""
     session = studio()
     pending = session.pending_model
     if pending is None:
         return
     if not wait and not warmup.ready():
         with pending.caption_slot.container():
-            _describe_once_loaded(pending.label)
+            _rerun_once_loaded()
         return
     session.pending_model = None
-    choice = _default_choice(pending.label)
+    file_name, prefix, source = DEFAULTS[pending.label]
+    model = load_default_model(file_name)
+    choice = ModelChoice(
+        "default", f"default:{file_name}", pending.label, model, cnnviz.class_names_of(model), source, prefix
+    )
     session.current_model = choice
     _describe(choice, pending.caption_slot)
 
 
-def _default_choice(label: str) -> ModelChoice:
-    file_name, prefix, source = DEFAULTS[label]
-    model = load_default_model(file_name)
-    return ModelChoice(
-        "default", f"default:{file_name}", label, model, cnnviz.class_names_of(model), source, prefix
-    )
-
-
 @st.fragment(run_every=2.0)
-def _describe_once_loaded(label: str) -> None:
-    """The sidebar's model details, drawn by itself as soon as TensorFlow is loaded, with no rerun of the page.
+def _rerun_once_loaded() -> None:
+    """Says the model is loading and, once TensorFlow is in, reruns the app, which describes the model.
 
-    The polling lasts until the visitor's next action reruns the app, which then describes the model at once.
+    The whole app, not this fragment: that run draws no fragment, so the polling stops (as `quick_panel`
+    on the Predict page), and a failed load shows where it always did.
     """
     if warmup.ready():
-        _describe(_default_choice(label), st)
-    else:
-        st.caption("Loading TensorFlow... the model's details appear in a moment.")
+        st.rerun()
+    st.caption("Loading TensorFlow... the model's details appear in a moment.")
 
 
 def require_model() -> ModelChoice:
