@@ -425,6 +425,26 @@ def test_custom_augmentations_run_under_a_global_bfloat16_policy_and_only_when_t
     np.testing.assert_array_equal(np.asarray(unchanged), images)
 
 
+def test_custom_augmentations_rebuild_from_their_config_into_the_same_float32_layer():
+    from cnnviz.training.augmentation import make_augmentation
+
+    config = cnnviz.TrainConfig(noise=0.1, texture=0.2)
+    images = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
+    pipeline = make_augmentation(config, seed=3)
+    expected = {"noise": {"most": 25.5, "seed": 8}, "texture": {"most": 51.0, "seed": 9, "share": 0.7}}
+    for name, settings in expected.items():
+        layer = pipeline.get_layer(name)
+        layer_config = layer.get_config()
+        assert {key: layer_config[key] for key in settings} == pytest.approx(settings)
+        rebuilt = type(layer).from_config(layer_config)
+        assert rebuilt.dtype_policy.name == "float32"
+        fresh = make_augmentation(config, seed=3).get_layer(name)  # not called yet, as `rebuilt`
+        np.testing.assert_allclose(
+            np.asarray(rebuilt(images, training=True)), np.asarray(fresh(images, training=True))
+        )
+        assert np.abs(np.asarray(rebuilt(images, training=True)) - images).max() > 1  # it does change images
+
+
 def test_texture_augmentation_adds_a_two_level_pattern_to_most_images_up_to_the_share_asked():
     flat = np.full((200, 32, 32, 3), 128, np.uint8)
     textured = cnnviz.augment_preview(flat, cnnviz.TrainConfig(texture=0.2), seed=0).astype(np.float32)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -57,11 +59,13 @@ def make_augmentation(config: TrainConfig, seed: int = 0):
 # model holds them; `get_config` still describes them, as for any Keras layer.
 
 
-def _random_noise_layer():
-    """`RandomNoise`: Gaussian pixel noise whose standard deviation each image draws in [0, most]."""
+@functools.cache
+def _random_pixels_base():
+    """`RandomPixels`: the base of the two, a seeded change of pixel values of at most `most`
+    that only happens when training and keeps the shape; subclasses write `change(images)`."""
     import keras
 
-    class RandomNoise(keras.layers.Layer):
+    class RandomPixels(keras.layers.Layer):
         def __init__(self, most: float, seed: int = 0, **kwargs):
             super().__init__(**kwargs)
             self.most = float(most)
@@ -69,18 +73,30 @@ def _random_noise_layer():
             self.generator = keras.random.SeedGenerator(seed)
 
         def call(self, images, training=True):
-            if not training:
-                return images
-            shape = keras.ops.shape(images)
-            spread = keras.random.uniform((shape[0], 1, 1, 1), 0.0, self.most, seed=self.generator)
-            noisy = images + keras.random.normal(shape, seed=self.generator) * spread
-            return keras.ops.clip(noisy, 0.0, 255.0)
+            return self.change(images) if training else images
+
+        def change(self, images):
+            raise NotImplementedError
 
         def compute_output_shape(self, input_shape):
             return input_shape
 
         def get_config(self):
             return {**super().get_config(), "most": self.most, "seed": self.seed}
+
+    return RandomPixels
+
+
+def _random_noise_layer():
+    """`RandomNoise`: Gaussian pixel noise whose standard deviation each image draws in [0, most]."""
+    import keras
+
+    class RandomNoise(_random_pixels_base()):
+        def change(self, images):
+            shape = keras.ops.shape(images)
+            spread = keras.random.uniform((shape[0], 1, 1, 1), 0.0, self.most, seed=self.generator)
+            noisy = images + keras.random.normal(shape, seed=self.generator) * spread
+            return keras.ops.clip(noisy, 0.0, 255.0)
 
     return RandomNoise
 
@@ -99,17 +115,12 @@ def _random_texture_layer():
     import keras
     from keras import ops
 
-    class RandomTexture(keras.layers.Layer):
+    class RandomTexture(_random_pixels_base()):
         def __init__(self, most: float, share: float = 0.7, seed: int = 0, **kwargs):
-            super().__init__(**kwargs)
-            self.most = float(most)
+            super().__init__(most, seed=seed, **kwargs)
             self.share = float(share)
-            self.seed = seed
-            self.generator = keras.random.SeedGenerator(seed)
 
-        def call(self, images, training=True):
-            if not training:
-                return images
+        def change(self, images):
             shape = ops.shape(images)
             count, height, width, channels = shape[0], shape[1], shape[2], shape[3]
 
@@ -133,11 +144,8 @@ def _random_texture_layer():
                 textured = ops.round(textured)
             return ops.cast(textured, images.dtype)
 
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
         def get_config(self):
-            return {**super().get_config(), "most": self.most, "share": self.share, "seed": self.seed}
+            return {**super().get_config(), "share": self.share}
 
     return RandomTexture
 
