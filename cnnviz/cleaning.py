@@ -254,9 +254,9 @@ def audit(
         def on_event(event, fold=fold, count=len(train_index)) -> None:
             if not isinstance(event, BatchEnd):
                 return
-            done = event.elapsed / config.time_budget if config.time_budget else 0.0
-            if config.epochs:  # whichever of the two ends the fold first is the nearer to its end
-                done = max(done, (event.epoch - 1 + event.batch / event.steps) / config.epochs)
+            done = event.progress  # with a budget: its share spent, or the epochs' share when further
+            if done is None:  # epochs alone end the fold
+                done = (event.epoch - 1 + event.batch / event.steps) / config.epochs
             share = (fold + min(1.0, done)) / folds
             report(f"Training fold {fold + 1} of {folds} ({count} images)", 0.95 * share)
 

@@ -132,6 +132,29 @@ def test_each_fold_trains_120_s_shared_by_default_the_epochs_alone_when_given_or
             cleaning.audit(_images(12, seed=5), folds=2, budget=budget)
 
 
+@pytest.mark.parametrize("settings", [{"epochs": 3}, {"budget": 12}], ids=["epochs", "budget"])
+def test_the_audit_reports_progress_that_climbs_through_each_folds_share_then_ranks(settings):
+    images, labels = _images(60, seed=6)
+    data = Dataset(
+        "progress",
+        CLASSES,
+        Split(images, labels),
+        Split(images[:0], labels[:0]),
+        Split(images[:0], labels[:0]),
+    )
+    reports = []
+    cleaning.audit(
+        data, folds=2, seed=0, progress=lambda message, share: reports.append((message, share)), **settings
+    )
+    shares = [share for _, share in reports]
+    assert shares == sorted(shares) and 0 <= shares[0] and shares[-1] == pytest.approx(0.97)
+    assert reports[-1][0] == "Ranking the labels"
+    for fold in (0, 1):
+        inside = [share for message, share in reports if message.startswith(f"Training fold {fold + 1} of 2")]
+        assert all(0.95 * fold / 2 <= share <= 0.95 * (fold + 1) / 2 + 1e-9 for share in inside)
+        assert any(0.95 * fold / 2 < share < 0.95 * (fold + 1) / 2 for share in inside)  # within the fold
+
+
 def test_a_stopped_audit_raises_and_keeps_nothing():
     images, labels = _images(30, seed=4)
     data = Dataset(
