@@ -608,13 +608,15 @@ def architecture_figure(rows: list[dict]):
     return figure
 
 
-def training_curves_figure(epochs: list[dict]):
+def training_curves_figure(epochs: list[dict], kept_epoch: int | None = None):
     """Loss and accuracy per epoch, training and validation side by side.
 
     Args:
         epochs: one dict per epoch with `epoch` and metrics such as `loss`,
             `accuracy`, `val_loss`, `val_accuracy` (as `cnnviz.train` events
             or `TrainResult.history` rows give them).
+        kept_epoch: optional epoch whose weights the model kept
+            (`TrainResult.kept_epoch`), marked on both plots.
     """
     from plotly.subplots import make_subplots
 
@@ -640,6 +642,14 @@ def training_curves_figure(epochs: list[dict]):
                 row=1,
                 col=column,
             )
+    if kept_epoch in numbers:
+        figure.add_vline(
+            x=kept_epoch, line={"color": "#21c354", "dash": "dot", "width": 2}, row="all", col="all"
+        )
+        figure.add_annotation(
+            x=kept_epoch, y=0.03, yref="y2 domain", xref="x2", text="kept", showarrow=False,
+            font={"color": "#178a3c"}, xanchor="left", yanchor="bottom", xshift=4,
+        )  # fmt: skip
     figure.update_xaxes(title_text="epoch", dtick=1 if len(numbers) <= 20 else None)
     figure.update_yaxes(range=[0, 1.02], row=1, col=2)
     figure.update_layout(margin=_MARGIN, height=320, legend_orientation="h", legend_y=-0.25)

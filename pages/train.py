@@ -109,7 +109,10 @@ def live_progress(polling: bool) -> None:
             plotting.batch_loss_figure(batches, len(rows) + 1), key=f"train.batches.{len(rows) + 1}"
         )
     if rows:
-        st.plotly_chart(plotting.training_curves_figure(rows), key=f"train.curves.{len(rows)}.{job.running}")
+        kept = None if job.running or job.result is None else job.result.kept_epoch
+        st.plotly_chart(
+            plotting.training_curves_figure(rows, kept), key=f"train.curves.{len(rows)}.{job.running}"
+        )
     snapshots = job.snapshots()
     if snapshots:
         timeline_panel(job, snapshots)
@@ -133,6 +136,12 @@ def timeline_panel(job: TrainingJob, snapshots: list) -> None:
     if controls[1].toggle("Play", key="train.timeline_play") != playing:
         st.rerun()  # the whole page: the polling that plays it starts or stops
     snapshot = snapshots[epochs.index(st.session_state["train.timeline_epoch"])]
+    kept = None if job.running or job.result is None else job.result.kept_epoch
+    if kept is not None and kept != epochs[-1]:
+        st.caption(
+            f"The model you keep holds epoch {kept}'s weights, the best on validation: the epochs after it "
+            "did not do better."
+        )
     left, right = st.columns([3, 1.4])
     left.image(
         job.frame(snapshot),

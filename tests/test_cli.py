@@ -56,6 +56,7 @@ def test_train_evaluate_predict_json_contract(capsys, tmp_path, image_folder):
     summary = _last_json(out)
     assert set(summary) >= {"train_seconds", "epochs", "samples_per_second", "val_accuracy", "classes"}
     assert summary["classes"] == ["bright", "dark"] and summary["epochs"] == 6
+    assert 1 <= summary["kept_epoch"] <= 6  # the epoch whose weights were saved
     assert summary["parameters"] > 0 and summary["flops_per_image"] > summary["parameters"]
     assert model_path.exists()
 

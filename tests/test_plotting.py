@@ -158,6 +158,19 @@ def test_comparison_figure_names_points_only_where_names_cannot_collide():
     ]
 
 
+def test_training_curves_mark_the_kept_epoch_on_both_plots_and_only_when_given():
+    rows = [
+        {"epoch": e, "loss": 1 / e, "accuracy": 0.5 + e / 10, "val_accuracy": 0.6 + e / 20} for e in (1, 2, 3)
+    ]
+    plain = plotting.training_curves_figure(rows)
+    assert plain.layout.shapes == () and plain.layout.annotations[-1].text != "kept"
+    marked = plotting.training_curves_figure(rows, kept_epoch=2)
+    lines = [shape for shape in marked.layout.shapes if shape.type == "line"]
+    assert [shape.x0 for shape in lines] == [2, 2] and {shape.xref for shape in lines} == {"x", "x2"}
+    assert [a.text for a in marked.layout.annotations if a.text == "kept"] == ["kept"]
+    assert plotting.training_curves_figure(rows, kept_epoch=7).layout.shapes == ()  # not an epoch shown
+
+
 def test_save_png_writes_arrays(tmp_path):
     from PIL import Image
 

@@ -87,6 +87,7 @@ def test_a_nan_input_stops_at_once_and_keeps_the_initial_weights(tiny_arrays):
     result = cnnviz.train(model, (poisoned, labels), TrainConfig(epochs=3, validation_split=0.0))
     assert result.stop_reason == "nan"
     assert "last good weights" in result.message
+    assert result.kept_epoch == 0  # the initial weights
     for before, after in zip(initial, result.model.get_weights()):
         np.testing.assert_array_equal(before, after)
         assert np.isfinite(after).all()
@@ -113,6 +114,7 @@ def test_a_forced_divergence_in_epoch_two_stops_and_restores_epoch_ones_weights(
     assert result.stop_reason == "nan"
     assert "in epoch 2" in result.message and "try a lower learning rate" in result.message
     assert result.epochs == 2 and len(result.history["loss"]) == 1  # the NaN epoch is not in the history
+    assert result.kept_epoch == 1
     for kept, good in zip(result.model.get_weights(), seen["after_epoch_1"]):
         np.testing.assert_array_equal(kept, good)
 
@@ -140,6 +142,8 @@ def test_the_best_epochs_weights_come_back_when_the_last_epoch_is_worse(tiny_arr
     best_epoch = int(np.argmax(seen["val_accuracy"]))
     assert seen["val_accuracy"][-1] < max(seen["val_accuracy"])  # the spoiled last epoch is worse
     assert result.val_accuracy == pytest.approx(max(seen["val_accuracy"]))
+    assert result.kept_epoch == best_epoch + 1 and result.summary()["kept epoch"] == best_epoch + 1
+    assert f"Kept epoch {best_epoch + 1}'s weights, the best on validation." in result.message
     for kept, best in zip(result.model.get_weights(), seen["weights"][best_epoch]):
         np.testing.assert_array_equal(kept, best)
 
@@ -157,7 +161,8 @@ def test_the_learning_rate_assigned_follows_warm_up_then_cosine(tiny_arrays):
     labels = np.repeat(tiny_arrays[1], 5)[:160]
     peak, epochs = 0.02, 10
     config = TrainConfig(epochs=epochs, batch_size=16, learning_rate=peak, validation_split=0.0)
-    cnnviz.train(SMALL, (images, labels), config, callbacks=[Record()])
+    result = cnnviz.train(SMALL, (images, labels), config, callbacks=[Record()])
+    assert result.kept_epoch == epochs and "Kept epoch" not in result.message  # no validation: the last one
     steps_per_epoch, total = 10, 100
     warmup = 5  # a twentieth of the run (shorter than one epoch)
     assert len(assigned) == total
@@ -256,16 +261,20 @@ def test_keras_callbacks_are_accepted(tiny_arrays):
     assert seen == [0, 1]
 
 
-def test_early_stopping(tiny_arrays):
+@pytest.mark.parametrize("patience, said", [(1, "1 epoch "), (2, "2 epochs ")])
+def test_early_stopping_stops_after_the_patience_and_says_so_in_words(tiny_arrays, patience, said):
     # A frozen learning problem: labels are random, validation cannot improve for long.
     rng = np.random.default_rng(1)
     images = rng.integers(0, 255, (40, 16, 16, 3)).astype(np.uint8)
     labels = rng.integers(0, 2, 40)
     result = cnnviz.train(
-        SMALL, (images, labels), TrainConfig(epochs=200, early_stopping=2, learning_rate=1e-4)
+        SMALL, (images, labels), TrainConfig(epochs=200, early_stopping=patience, learning_rate=1e-4)
     )
     assert result.stop_reason == "early_stopping"
     assert result.epochs < 200
+    assert f"no improvement for {said}(epoch {result.epochs})." in result.message
+    # The best epoch came `patience` epochs before the stop; its weights come back unless the last tied it.
+    assert result.kept_epoch in (result.epochs - patience, result.epochs)
 
 
 def test_augmentation_preview_changes_images_and_keeps_dtype(tiny_arrays):

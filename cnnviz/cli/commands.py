@@ -159,6 +159,7 @@ def _report_training(args, result, data, saved: str | None, strategy) -> None:
     summary = {
         "train_seconds": round(result.train_seconds, 3),
         "epochs": result.epochs,
+        "kept_epoch": result.kept_epoch,
         "samples_per_second": round(result.samples_per_second, 1),
         "val_accuracy": result.val_accuracy,
         "classes": list(data.class_names),

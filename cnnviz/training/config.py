@@ -170,6 +170,9 @@ class TrainResult:
         design: the name of the model design that was trained.
         timeline: the `cnnviz.timeline.Snapshot`s (epoch 0, then every
             epoch) when `config.timeline` is on, else `None`.
+        kept_epoch: the 1-based epoch whose weights `model` holds: the best
+            on validation when those came back, else the last one run (after
+            a NaN, the last good one; 0 for the initial weights).
     """
 
     model: Any
@@ -185,12 +188,14 @@ class TrainResult:
     config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     design: str = ""
     timeline: list | None = None
+    kept_epoch: int | None = None
 
     def summary(self) -> dict[str, Any]:
         """One row for a table of runs."""
         return {
             "design": self.design,
             "epochs": self.epochs,
+            "kept epoch": self.kept_epoch,
             "learning rate": self.config.learning_rate,
             "batch": self.config.batch_size,
             "augmented": self.config.augments,

@@ -251,6 +251,8 @@ class BestWeights(keras.callbacks.Callback):
         self.keep_weights = keep_weights
         self.best_score = -math.inf
         self.best_weights = None
+        self.best_epoch: int | None = None  # 1-based
+        self.restored = False
         self.since_improvement = 0
         self.last_score: float | None = None  # the last finished epoch's score, as Keras logged it
 
@@ -261,6 +263,7 @@ class BestWeights(keras.callbacks.Callback):
         self.last_score = score
         if score > self.best_score:
             self.best_score = score
+            self.best_epoch = epoch + 1
             self.best_weights = self.model.get_weights() if self.keep_weights else None
             self.since_improvement = 0
         else:
@@ -269,7 +272,8 @@ class BestWeights(keras.callbacks.Callback):
             self.state.stop(
                 self.model,
                 "early_stopping",
-                f"Early stopping: no improvement for {self.patience} epochs (epoch {epoch + 1}).",
+                f"Early stopping: no improvement for {self.patience} epoch{'s' * (self.patience != 1)} "
+                f"(epoch {epoch + 1}).",
             )
 
     def restore_if_better(self, model, final_score: float) -> float:
@@ -280,6 +284,7 @@ class BestWeights(keras.callbacks.Callback):
         """
         if self.best_weights is not None and self.best_score > final_score + 1e-6:
             model.set_weights(self.best_weights)
+            self.restored = True
             return self.best_score
         return final_score
 

@@ -274,6 +274,10 @@ def _finalize(
     from cnnviz.saving import get_metadata, set_metadata
 
     val_accuracy = None
+    # The epoch whose weights the model holds: the last one run (a partial one counts), the last good one
+    # after a NaN, or the best one on validation when its weights come back.
+    kept_epoch = state.epochs_done if state.diverged else max(state.epochs_done, state.epochs_started)
+    message = state.message or f"Training completed {state.epochs_done} epochs."
     if source.size("validation"):
         best = _part(parts, control.BestWeights)
         if state.diverged:  # the NaN guard put back the last good weights: score those
@@ -286,6 +290,9 @@ def _finalize(
             )
             final = best.last_score if at_epoch_end else source.accuracy(model, "validation")
             val_accuracy = best.restore_if_better(model, final)
+            if best.restored:
+                kept_epoch = best.best_epoch
+                message += f" Kept epoch {kept_epoch}'s weights, the best on validation."
     if precision == "bfloat16":
         metadata = get_metadata(model)
         model = rebuild_float32(model)
@@ -301,11 +308,12 @@ def _finalize(
         samples_seen=int(samples_seen),
         samples_per_second=samples_seen / train_seconds if train_seconds > 0 else 0.0,
         stop_reason=state.stop_reason,
-        message=state.message or f"Training completed {state.epochs_done} epochs.",
+        message=message,
         val_accuracy=val_accuracy,
         precision=precision,
         config=config,
         design=model.name,
+        kept_epoch=kept_epoch,
     )
     if recorder is not None:  # its recording time is in train_seconds: the rate includes what it costs
         result.timeline = recorder.snapshots
