@@ -36,7 +36,9 @@ class BatchEnd:
         epoch: 1-based epoch it belongs to.
         batch: 1-based batch within the epoch.
         steps: batches per epoch.
-        progress: share of the time budget spent (0..1), or `None` without one.
+        progress: share of the run done (0..1) with a time budget: the budget's
+            share spent, or the epochs' share when that is further; `None`
+            without a budget.
         elapsed: seconds since training started.
         metrics: the running `loss` and `accuracy` of this epoch.
     """

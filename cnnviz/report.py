@@ -108,7 +108,8 @@ def render_card(
             }
             for index in range(max(len(values) for values in history.values()))
         ]
-        figures.append(("curves", plotting.training_curves_figure(epochs)))
+        kept = (provenance.get("outcome") or {}).get("kept_epoch")
+        figures.append(("curves", plotting.training_curves_figure(epochs, kept)))
     figures.append(("confusion", plotting.confusion_matrix_figure(result)))
     figures.append(("per_class", plotting.per_class_figure(result.per_class)))
     rendered = {name: _figure(figure) for name, figure in figures}

@@ -187,6 +187,7 @@ def _record_outcome(result) -> None:
     }
     training["outcome"] = {
         "epochs": result.epochs,
+        "kept_epoch": result.kept_epoch,
         "train_seconds": round(float(result.train_seconds), 2),
         "stop_reason": result.stop_reason,
         "val_accuracy": result.val_accuracy,

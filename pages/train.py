@@ -109,9 +109,9 @@ def live_progress(polling: bool) -> None:
             plotting.batch_loss_figure(batches, len(rows) + 1), key=f"train.batches.{len(rows) + 1}"
         )
     if rows:
-        kept = None if job.running or job.result is None else job.result.kept_epoch
         st.plotly_chart(
-            plotting.training_curves_figure(rows, kept), key=f"train.curves.{len(rows)}.{job.running}"
+            plotting.training_curves_figure(rows, job.kept_epoch),
+            key=f"train.curves.{len(rows)}.{job.running}",
         )
     snapshots = job.snapshots()
     if snapshots:
@@ -136,11 +136,10 @@ def timeline_panel(job: TrainingJob, snapshots: list) -> None:
     if controls[1].toggle("Play", key="train.timeline_play") != playing:
         st.rerun()  # the whole page: the polling that plays it starts or stops
     snapshot = snapshots[epochs.index(st.session_state["train.timeline_epoch"])]
-    kept = None if job.running or job.result is None else job.result.kept_epoch
-    if kept is not None and kept != epochs[-1]:
+    if job.kept_best:
         st.caption(
-            f"The model you keep holds epoch {kept}'s weights, the best on validation: the epochs after it "
-            "did not do better."
+            f"The model you keep holds epoch {job.kept_epoch}'s weights, the best on validation: the epochs "
+            "after it did not do better."
         )
     left, right = st.columns([3, 1.4])
     left.image(

@@ -132,7 +132,11 @@ def test_each_fold_trains_120_s_shared_by_default_the_epochs_alone_when_given_or
             cleaning.audit(_images(12, seed=5), folds=2, budget=budget)
 
 
-@pytest.mark.parametrize("settings", [{"epochs": 3}, {"budget": 12}], ids=["epochs", "budget"])
+@pytest.mark.parametrize(
+    "settings",
+    [{"epochs": 3}, {"budget": 12}, {"epochs": 3, "budget": 600}],
+    ids=["epochs", "budget", "both"],
+)
 def test_the_audit_reports_progress_that_climbs_through_each_folds_share_then_ranks(settings):
     images, labels = _images(60, seed=6)
     data = Dataset(

@@ -81,6 +81,30 @@ def test_the_timeline_is_off_unless_asked(tiny_arrays):
         cnnviz.TrainConfig(timeline=100)
 
 
+def test_an_epoch_whose_validation_loss_is_nan_gets_no_snapshot_and_is_not_kept():
+    import keras
+
+    rng = np.random.default_rng(1)
+    labels = np.arange(48) % 3
+    images = rng.integers(0, 255, (48, 16, 16, 3)).astype(np.uint8)
+
+    class SpoilAfterEpochTwo(keras.callbacks.Callback):
+        """After epoch 2's last batch, before its validation: an infinite logits kernel, so val_loss is NaN."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.model.optimizer.iterations.numpy() == 2 * self.params["steps"]:
+                kernel = self.model.get_layer("logits").kernel
+                kernel.assign(np.full(kernel.shape, np.inf, np.float32))
+
+    design = cnnviz.ConvNetConfig(input_shape=(16, 16, 3), num_classes=3, conv_blocks=1, filters=4)
+    config = cnnviz.TrainConfig(epochs=4, batch_size=12, timeline=3, validation_split=0.25)
+    result = cnnviz.train(design, (images, labels), config, callbacks=[SpoilAfterEpochTwo()])
+    assert result.stop_reason == "nan" and "in epoch 2" in result.message
+    assert [snapshot.epoch for snapshot in result.timeline] == [0, 1]  # epoch 2 was rolled back
+    assert result.kept_epoch == 1 and not result.kept_best
+    assert np.isfinite(result.model.get_layer("logits").kernel.numpy()).all()
+
+
 def test_the_timeline_travels_inside_the_keras_file(timeline_run, tmp_path):
     result, _, _ = timeline_run
     path = cnnviz.save_model(result.model, tmp_path / "m.keras")

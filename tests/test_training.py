@@ -114,7 +114,7 @@ def test_a_forced_divergence_in_epoch_two_stops_and_restores_epoch_ones_weights(
     assert result.stop_reason == "nan"
     assert "in epoch 2" in result.message and "try a lower learning rate" in result.message
     assert result.epochs == 2 and len(result.history["loss"]) == 1  # the NaN epoch is not in the history
-    assert result.kept_epoch == 1
+    assert result.kept_epoch == 1 and not result.kept_best  # rolled back by the NaN guard, not chosen
     for kept, good in zip(result.model.get_weights(), seen["after_epoch_1"]):
         np.testing.assert_array_equal(kept, good)
 
@@ -143,6 +143,7 @@ def test_the_best_epochs_weights_come_back_when_the_last_epoch_is_worse(tiny_arr
     assert seen["val_accuracy"][-1] < max(seen["val_accuracy"])  # the spoiled last epoch is worse
     assert result.val_accuracy == pytest.approx(max(seen["val_accuracy"]))
     assert result.kept_epoch == best_epoch + 1 and result.summary()["kept epoch"] == best_epoch + 1
+    assert result.kept_best
     assert f"Kept epoch {best_epoch + 1}'s weights, the best on validation." in result.message
     for kept, best in zip(result.model.get_weights(), seen["weights"][best_epoch]):
         np.testing.assert_array_equal(kept, best)
@@ -162,7 +163,8 @@ def test_the_learning_rate_assigned_follows_warm_up_then_cosine(tiny_arrays):
     peak, epochs = 0.02, 10
     config = TrainConfig(epochs=epochs, batch_size=16, learning_rate=peak, validation_split=0.0)
     result = cnnviz.train(SMALL, (images, labels), config, callbacks=[Record()])
-    assert result.kept_epoch == epochs and "Kept epoch" not in result.message  # no validation: the last one
+    assert result.kept_epoch == epochs and not result.kept_best  # no validation: the last one
+    assert result.message == f"Training completed {epochs} epochs."
     steps_per_epoch, total = 10, 100
     warmup = 5  # a twentieth of the run (shorter than one epoch)
     assert len(assigned) == total
@@ -275,6 +277,7 @@ def test_early_stopping_stops_after_the_patience_and_says_so_in_words(tiny_array
     assert f"no improvement for {said}(epoch {result.epochs})." in result.message
     # The best epoch came `patience` epochs before the stop; its weights come back unless the last tied it.
     assert result.kept_epoch in (result.epochs - patience, result.epochs)
+    assert ("Kept epoch" in result.message) == (result.kept_epoch != result.epochs) == result.kept_best
 
 
 def test_augmentation_preview_changes_images_and_keeps_dtype(tiny_arrays):

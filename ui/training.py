@@ -251,6 +251,16 @@ class TrainingJob(BackgroundJob):
         )
         return min(max(fraction, 0.0), 1.0), f"epoch {last.epoch} · {last.elapsed:.0f} s · {shown}"
 
+    @property
+    def kept_epoch(self) -> int | None:
+        """The epoch whose weights the finished run kept (`None` while it runs)."""
+        return None if self.running or self.result is None else self.result.kept_epoch
+
+    @property
+    def kept_best(self) -> bool:
+        """Whether the finished run kept an earlier epoch, the best on validation."""
+        return not self.running and self.result is not None and self.result.kept_best
+
     def history_row(self) -> dict:
         """The run's row in the session's table of runs."""
         return {"run": self.run_id, "data": self.request.source, **self.result.summary()}

@@ -190,6 +190,11 @@ class TrainResult:
     timeline: list | None = None
     kept_epoch: int | None = None
 
+    @property
+    def kept_best(self) -> bool:
+        """Whether `model` holds an earlier epoch's weights because it was the best on validation."""
+        return self.stop_reason != "nan" and self.kept_epoch is not None and self.kept_epoch < self.epochs
+
     def summary(self) -> dict[str, Any]:
         """One row for a table of runs."""
         return {

@@ -74,8 +74,8 @@ class TimelineRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if not math.isfinite(float(logs.get("loss", 0.0))):
-            return  # the NaN guard rolls this epoch back; the curves skip it too
+        if any(not math.isfinite(float(value)) for key, value in logs.items() if "loss" in key):
+            return  # the NaN guard rolls this epoch back (a NaN validation loss too); the curves skip it
         accuracy = logs.get("val_accuracy")
         self.record(epoch + 1, None if accuracy is None else float(accuracy))
 
