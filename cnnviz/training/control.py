@@ -76,6 +76,19 @@ def _floats(logs) -> dict[str, float]:
     return {key: float(value) for key, value in (logs or {}).items()}
 
 
+def bad_loss(logs) -> float | None:
+    """The first loss of an epoch's `logs` (training or validation) that is not finite, else `None`:
+    the rule by which the NaN guard rolls an epoch back, and the timeline skips it."""
+    return next(
+        (value for key, value in _floats(logs).items() if "loss" in key and not math.isfinite(value)), None
+    )
+
+
+def epochs_text(count: int) -> str:
+    """A count of epochs in words: `1 epoch`, `3 epochs`."""
+    return f"{count} epoch{'s' * (count != 1)}"
+
+
 class NanGuard(keras.callbacks.Callback):
     """Stops on a loss that is not finite and puts back the weights of the last good epoch."""
 
@@ -95,10 +108,9 @@ class NanGuard(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.state.diverged:
             return
-        losses = [value for key, value in _floats(logs).items() if "loss" in key]
-        bad = [value for value in losses if not math.isfinite(value)]
-        if bad:
-            self._diverged(bad[0], epoch + 1)
+        bad = bad_loss(logs)
+        if bad is not None:
+            self._diverged(bad, epoch + 1)
         else:
             self.good_weights = self.model.get_weights()
 
@@ -272,8 +284,7 @@ class BestWeights(keras.callbacks.Callback):
             self.state.stop(
                 self.model,
                 "early_stopping",
-                f"Early stopping: no improvement for {self.patience} epoch{'s' * (self.patience != 1)} "
-                f"(epoch {epoch + 1}).",
+                f"Early stopping: no improvement for {epochs_text(self.patience)} (epoch {epoch + 1}).",
             )
 
     def restore_if_better(self, model, final_score: float) -> float:

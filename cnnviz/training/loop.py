@@ -277,9 +277,7 @@ def _finalize(
     # The epoch whose weights the model holds: the last one run (a partial one counts), the last good one
     # after a NaN, or the best one on validation when its weights come back.
     kept_epoch = state.epochs_done if state.diverged else max(state.epochs_done, state.epochs_started)
-    message = (
-        state.message or f"Training completed {state.epochs_done} epoch{'s' * (state.epochs_done != 1)}."
-    )
+    message = state.message or f"Training completed {control.epochs_text(state.epochs_done)}."
     if source.size("validation"):
         best = _part(parts, control.BestWeights)
         if state.diverged:  # the NaN guard put back the last good weights: score those

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 import keras
@@ -10,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cnnviz.timeline import MAX_FEATURE_IMAGES, Snapshot, attach, probe_indices, thin
+from cnnviz.training.control import bad_loss
 
 __all__ = ["TimelineRecorder", "attach", "feature_images"]
 
@@ -73,9 +73,9 @@ class TimelineRecorder(keras.callbacks.Callback):
             self.record(0, None)
 
     def on_epoch_end(self, epoch, logs=None):
+        if bad_loss(logs) is not None:
+            return  # the NaN guard rolls this epoch back; the curves skip it too
         logs = logs or {}
-        if any(not math.isfinite(float(value)) for key, value in logs.items() if "loss" in key):
-            return  # the NaN guard rolls this epoch back (a NaN validation loss too); the curves skip it
         accuracy = logs.get("val_accuracy")
         self.record(epoch + 1, None if accuracy is None else float(accuracy))
 
