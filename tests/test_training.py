@@ -179,9 +179,41 @@ def test_the_learning_rate_assigned_follows_warm_up_then_cosine(tiny_arrays):
 
 
 def test_warmup_cosine_rate_by_hand():
-    assert warmup_cosine_rate(0.1, step=0, warmup_steps=4, progress=0.0) == pytest.approx(0.025)
-    assert warmup_cosine_rate(0.1, step=4, warmup_steps=4, progress=0.5) == pytest.approx(0.05)
-    assert warmup_cosine_rate(0.1, step=9, warmup_steps=4, progress=1.0) == pytest.approx(1e-4)  # the floor
+    assert warmup_cosine_rate(0.1, warmed=0.25, progress=0.0) == pytest.approx(0.025)
+    assert warmup_cosine_rate(0.1, warmed=1.25, progress=0.5) == pytest.approx(0.05)
+    assert warmup_cosine_rate(0.1, warmed=2.5, progress=1.0) == pytest.approx(1e-4)  # the floor
+
+
+def test_a_budget_run_warms_up_and_anneals_over_the_time_after_its_first_batch():
+    import keras
+
+    from cnnviz.training import control
+
+    now = [0.0]
+    peak, budget, first_batch_end = 0.01, 10.0, 2.0  # the first batch ends once the step is traced
+    state = control.RunState(steps_per_epoch=100, epochs=None, time_budget=budget, clock=lambda: now[0])
+    schedule = control.WarmupCosine(state, peak)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.0), loss="mse")
+    schedule.set_model(model)
+
+    def rate_at(seconds: float, steps_done: int) -> float:
+        now[0], state.steps_done = seconds, steps_done
+        schedule.on_train_batch_begin(steps_done)
+        return float(model.optimizer.learning_rate)
+
+    schedule.on_train_begin()
+    assert rate_at(0.0, 0) == pytest.approx(peak / 100)  # the first step of a one-epoch warm-up
+    now[0] = first_batch_end
+    schedule.on_train_batch_end(0)
+    rest = budget - first_batch_end
+    # A twentieth of the 8 s left (0.4 s) ends the warm-up long before the 100 steps of an epoch.
+    assert rate_at(first_batch_end + 0.2, 3) == pytest.approx(peak * 0.5, rel=1e-5)
+    cosine = peak * 0.5 * (1 + math.cos(math.pi * 0.1))
+    assert rate_at(first_batch_end + 0.1 * rest, 5) == pytest.approx(cosine, rel=1e-5)
+    half = rate_at(first_batch_end + rest / 2, 40)
+    assert half == pytest.approx(peak / 2, rel=1e-5)  # half the time left: half the peak
+    assert rate_at(budget, 80) == pytest.approx(peak * 1e-3, rel=1e-5)  # the floor at the end of the budget
 
 
 def test_a_model_passed_in_is_never_changed_and_a_new_one_comes_back(tiny_arrays):

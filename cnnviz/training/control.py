@@ -150,11 +150,12 @@ class Progress(keras.callbacks.Callback):
         self.state.epochs_done = epoch + 1
 
 
-def warmup_cosine_rate(peak: float, step: int, warmup_steps: int, progress: float) -> float:
-    """The learning rate of `step` (0-based): linear warm-up over `warmup_steps`, then a cosine
-    from `peak` down to `peak / 1000` as `progress` (0..1) goes to 1."""
-    if step < warmup_steps:
-        rate = peak * (step + 1) / warmup_steps
+def warmup_cosine_rate(peak: float, warmed: float, progress: float) -> float:
+    """The learning rate at a point of a run: linear warm-up up to `peak` while `warmed` (the share of the
+    warm-up done once this step ends) is at most 1, then a cosine from `peak` down to `peak / 1000` as
+    `progress` (0..1) goes to 1."""
+    if warmed <= 1:
+        rate = peak * warmed
     else:
         rate = peak * 0.5 * (1 + math.cos(math.pi * progress))
     return max(rate, peak * 1e-3)
@@ -166,7 +167,16 @@ class WarmupCosine(keras.callbacks.Callback):
     Warm-up lasts one epoch, or a twentieth of the run when that is shorter.
     Progress is the share of the epochs or of the time budget done, whichever
     is further, so a budget-bound run anneals to the end of its budget.
+
+    A budget's clock starts for the schedule when the first batch ends: before
+    it, TensorFlow traces the training step (2-3 s on 2 cores), and a schedule
+    that counted that time would leave a short budget little room. A run with
+    a budget and no epoch count warms up over one epoch or a twentieth of the
+    time after that first batch, whichever ends first: one epoch can be most
+    of a 10 s budget.
     """
+
+    WARMUP_SHARE = 0.05
 
     def __init__(self, state: RunState, peak: float):
         super().__init__()
@@ -176,9 +186,26 @@ class WarmupCosine(keras.callbacks.Callback):
         self.warmup_steps = (
             state.steps_per_epoch if total is None else min(state.steps_per_epoch, max(1, total // 20))
         )
+        self.first_batch_end: float | None = None
+
+    def on_train_begin(self, logs=None):
+        self.first_batch_end = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.first_batch_end is None:
+            self.first_batch_end = self.state.elapsed()
 
     def on_train_batch_begin(self, batch, logs=None):
-        rate = warmup_cosine_rate(self.peak, self.state.steps_done, self.warmup_steps, self.state.progress())
+        state = self.state
+        warmed = (state.steps_done + 1) / self.warmup_steps
+        progress = 0.0 if state.total_steps is None else state.steps_done / max(1, state.total_steps)
+        if state.time_budget and self.first_batch_end is not None:
+            after_first = state.elapsed() - self.first_batch_end
+            time_share = min(1.0, after_first / max(state.time_budget - self.first_batch_end, 1e-9))
+            progress = max(progress, time_share)
+            if state.total_steps is None:
+                warmed = max(warmed, time_share / self.WARMUP_SHARE)
+        rate = warmup_cosine_rate(self.peak, warmed, progress)
         self.model.optimizer.learning_rate.assign(rate)
 
 
