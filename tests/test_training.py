@@ -184,36 +184,83 @@ def test_warmup_cosine_rate_by_hand():
     assert warmup_cosine_rate(0.1, warmed=2.5, progress=1.0) == pytest.approx(1e-4)  # the floor
 
 
+class _Schedule:
+    """A `WarmupCosine` on a fake clock: `rate_at(seconds, steps_done)` is the rate it sets for the next step."""
+
+    def __init__(self, steps_per_epoch: int, epochs: int | None, budget: float | None, peak: float):
+        import keras
+
+        from cnnviz.training import control
+
+        self.now = 0.0
+        self.state = control.RunState(steps_per_epoch, epochs, budget, clock=lambda: self.now)
+        self.schedule = control.WarmupCosine(self.state, peak)
+        self.model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        self.model.compile(optimizer=keras.optimizers.Adam(0.0), loss="mse")
+        self.schedule.set_model(self.model)
+        self.schedule.on_train_begin()
+
+    def rate_at(self, seconds: float, steps_done: int) -> float:
+        self.now, self.state.steps_done = seconds, steps_done
+        self.schedule.on_train_batch_begin(steps_done)
+        return float(self.model.optimizer.learning_rate)
+
+    def first_batch_ends(self, seconds: float) -> None:
+        self.now = seconds
+        self.schedule.on_train_batch_end(0)
+
+
+def _cosine(peak: float, progress: float) -> float:
+    return peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def test_a_budget_run_warms_up_and_anneals_over_the_time_after_its_first_batch():
-    import keras
-
-    from cnnviz.training import control
-
-    now = [0.0]
     peak, budget, first_batch_end = 0.01, 10.0, 2.0  # the first batch ends once the step is traced
-    state = control.RunState(steps_per_epoch=100, epochs=None, time_budget=budget, clock=lambda: now[0])
-    schedule = control.WarmupCosine(state, peak)
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    model.compile(optimizer=keras.optimizers.Adam(0.0), loss="mse")
-    schedule.set_model(model)
-
-    def rate_at(seconds: float, steps_done: int) -> float:
-        now[0], state.steps_done = seconds, steps_done
-        schedule.on_train_batch_begin(steps_done)
-        return float(model.optimizer.learning_rate)
-
-    schedule.on_train_begin()
-    assert rate_at(0.0, 0) == pytest.approx(peak / 100)  # the first step of a one-epoch warm-up
-    now[0] = first_batch_end
-    schedule.on_train_batch_end(0)
+    run = _Schedule(steps_per_epoch=100, epochs=None, budget=budget, peak=peak)
+    assert run.rate_at(0.0, 0) == pytest.approx(peak / 100, rel=1e-5)  # the first step of a one-epoch warm-up
+    run.first_batch_ends(first_batch_end)
     rest = budget - first_batch_end
     # A twentieth of the 8 s left (0.4 s) ends the warm-up long before the 100 steps of an epoch.
-    assert rate_at(first_batch_end + 0.2, 3) == pytest.approx(peak * 0.5, rel=1e-5)
-    cosine = peak * 0.5 * (1 + math.cos(math.pi * 0.1))
-    assert rate_at(first_batch_end + 0.1 * rest, 5) == pytest.approx(cosine, rel=1e-5)
-    half = rate_at(first_batch_end + rest / 2, 40)
+    assert run.rate_at(first_batch_end + 0.2, 3) == pytest.approx(peak * 0.5, rel=1e-5)
+    assert run.rate_at(first_batch_end + 0.1 * rest, 5) == pytest.approx(_cosine(peak, 0.1), rel=1e-5)
+    half = run.rate_at(first_batch_end + rest / 2, 40)
     assert half == pytest.approx(peak / 2, rel=1e-5)  # half the time left: half the peak
-    assert rate_at(budget, 80) == pytest.approx(peak * 1e-3, rel=1e-5)  # the floor at the end of the budget
+    assert run.rate_at(budget, 80) == pytest.approx(
+        peak * 1e-3, rel=1e-5
+    )  # the floor at the end of the budget
+    run.schedule.on_train_begin()  # a new fit: its clock waits for its own first batch again
+    run.state.steps_done = 0
+    assert run.rate_at(budget + 5, 0) == pytest.approx(peak / 100, rel=1e-5)
+
+
+def test_a_budget_run_whose_epoch_is_short_warms_up_over_that_epoch():
+    peak, budget, first_batch_end = 0.01, 10.0, 2.0
+    run = _Schedule(steps_per_epoch=4, epochs=None, budget=budget, peak=peak)
+    run.first_batch_ends(first_batch_end)
+    # 0.1 s after the first batch is an eightieth of the time left, but the 4-step epoch is over.
+    assert run.rate_at(first_batch_end + 0.05, 3) == pytest.approx(peak, rel=1e-5)  # the last warm-up step
+    share = 0.1 / (budget - first_batch_end)
+    assert run.rate_at(first_batch_end + 0.1, 4) == pytest.approx(_cosine(peak, share), rel=1e-5)
+
+
+def test_a_run_with_epochs_and_a_budget_follows_whichever_is_further():
+    peak, budget, first_batch_end = 0.01, 10.0, 2.0
+    # 100 epochs of 100 steps: by steps alone the warm-up would last the first 100 steps.
+    run = _Schedule(steps_per_epoch=100, epochs=100, budget=budget, peak=peak)
+    assert run.rate_at(0.0, 0) == pytest.approx(peak / 100, rel=1e-5)
+    run.first_batch_ends(first_batch_end)
+    rest = budget - first_batch_end
+    assert run.rate_at(first_batch_end + 0.2, 3) == pytest.approx(
+        peak * 0.5, rel=1e-5
+    )  # the time's twentieth
+    assert run.rate_at(first_batch_end + rest / 2, 40) == pytest.approx(
+        peak / 2, rel=1e-5
+    )  # the time is further
+    # With a budget far off, the steps decide: 100 of 10,000 steps.
+    slow = _Schedule(steps_per_epoch=100, epochs=100, budget=10_000.0, peak=peak)
+    slow.first_batch_ends(first_batch_end)
+    assert slow.rate_at(first_batch_end + 1, 50) == pytest.approx(peak * 51 / 100, rel=1e-5)
+    assert slow.rate_at(first_batch_end + 2, 5_000) == pytest.approx(peak / 2, rel=1e-5)
 
 
 def test_a_model_passed_in_is_never_changed_and_a_new_one_comes_back(tiny_arrays):

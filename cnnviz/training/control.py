@@ -151,9 +151,18 @@ class Progress(keras.callbacks.Callback):
 
 
 def warmup_cosine_rate(peak: float, warmed: float, progress: float) -> float:
-    """The learning rate at a point of a run: linear warm-up up to `peak` while `warmed` (the share of the
-    warm-up done once this step ends) is at most 1, then a cosine from `peak` down to `peak / 1000` as
-    `progress` (0..1) goes to 1."""
+    """The learning rate at one step of a run: a linear warm-up, then a cosine.
+
+    Args:
+        peak: the learning rate at the end of the warm-up.
+        warmed: the share of the warm-up done, counting this step; while at
+            most 1, the rate is `peak * warmed`.
+        progress: the share of the run done, 0..1; after the warm-up the rate
+            falls along a cosine from `peak` at 0 to `peak / 1000` at 1.
+
+    Returns:
+        The learning rate, never under `peak / 1000`.
+    """
     if warmed <= 1:
         rate = peak * warmed
     else:
@@ -168,15 +177,15 @@ class WarmupCosine(keras.callbacks.Callback):
     Progress is the share of the epochs or of the time budget done, whichever
     is further, so a budget-bound run anneals to the end of its budget.
 
-    A budget's clock starts for the schedule when the first batch ends: before
-    it, TensorFlow traces the training step (2-3 s on 2 cores), and a schedule
-    that counted that time would leave a short budget little room. A run with
-    a budget and no epoch count warms up over one epoch or a twentieth of the
-    time after that first batch, whichever ends first: one epoch can be most
-    of a 10 s budget.
+    With a time budget, the schedule's clock starts when the first batch ends:
+    before it, TensorFlow traces the training step, which takes seconds, and a
+    schedule that counted them would leave a short budget little room. The
+    twentieth of the run is then also a twentieth of the time left after that
+    first batch, so the warm-up ends by then even when one epoch would be most
+    of the budget.
     """
 
-    WARMUP_SHARE = 0.05
+    WARMUP_PARTS = 20  # the warm-up is at most one part in this many of the run
 
     def __init__(self, state: RunState, peak: float):
         super().__init__()
@@ -184,7 +193,9 @@ class WarmupCosine(keras.callbacks.Callback):
         self.peak = peak
         total = state.total_steps
         self.warmup_steps = (
-            state.steps_per_epoch if total is None else min(state.steps_per_epoch, max(1, total // 20))
+            state.steps_per_epoch
+            if total is None
+            else min(state.steps_per_epoch, max(1, total // self.WARMUP_PARTS))
         )
         self.first_batch_end: float | None = None
 
@@ -198,13 +209,14 @@ class WarmupCosine(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         state = self.state
         warmed = (state.steps_done + 1) / self.warmup_steps
-        progress = 0.0 if state.total_steps is None else state.steps_done / max(1, state.total_steps)
+        progress = (
+            0.0 if state.total_steps is None else min(1.0, state.steps_done / max(1, state.total_steps))
+        )
         if state.time_budget and self.first_batch_end is not None:
             after_first = state.elapsed() - self.first_batch_end
             time_share = min(1.0, after_first / max(state.time_budget - self.first_batch_end, 1e-9))
             progress = max(progress, time_share)
-            if state.total_steps is None:
-                warmed = max(warmed, time_share / self.WARMUP_SHARE)
+            warmed = max(warmed, time_share * self.WARMUP_PARTS)
         rate = warmup_cosine_rate(self.peak, warmed, progress)
         self.model.optimizer.learning_rate.assign(rate)
 
