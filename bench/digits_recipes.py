@@ -13,6 +13,8 @@ Run: python bench/digits_recipes.py FOLDER '[VARIANT, ...]' [--seeds 0 1 2] [--b
   default.
 
 Each run prints one JSON line (test accuracy in %, samples/s, epochs), then a markdown table of the means.
+To measure an older version, copy this script into its checkout (`git worktree add /tmp/before COMMIT`,
+`cp bench/digits_recipes.py /tmp/before/bench/`) and run it there: it imports the cnnviz beside it.
 """
 
 import argparse
@@ -20,8 +22,11 @@ import json
 import os
 import statistics
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The cnnviz of the tree this script is in, not an installed one (so a copy in an older checkout measures it).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def run(data, variant: dict, seed: int, budget: float) -> dict:

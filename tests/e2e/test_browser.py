@@ -172,7 +172,7 @@ def test_a_deep_link_as_the_first_request_gets_the_studios_navigation(server, pa
     # and the page already shows its title and what it is about.
     page.get_by_text("Loading TensorFlow and the model").wait_for()
     assert "Look inside" in page.get_by_test_id("stSidebarNav").inner_text()
-    _expect(page.locator("h1", has_text="Weights")).to_have_count(1)
+    _expect(page.locator("h1", has_text="Weights")).to_have_count(1, timeout=30_000)
     page.locator(".js-plotly-plot").first.wait_for()
     navigation = page.get_by_test_id("stSidebarNav")
     navigation.get_by_text("Look inside").wait_for()
@@ -190,13 +190,11 @@ def test_a_new_visitor_is_answered_from_onnx_while_tensorflow_starts_then_gets_t
         page.goto(url)
         # TensorFlow takes seconds to import (3.6 to 7 s measured); the answer comes before it, from ONNX.
         page.get_by_text("loading TensorFlow").first.wait_for()
-        _expect(page.locator("h1", has_text="What does the network see")).to_have_count(1)
+        _expect(page.locator("h1", has_text="What does the network see")).to_have_count(1, timeout=30_000)
         assert "Look inside" in page.get_by_test_id("stSidebarNav").inner_text()
         assert _metric(page) == "circle"
-        from playwright.sync_api import expect
-
         # The image and its Grad-CAM: they may arrive a moment after the metric (a count does not wait).
-        expect(page.locator("[data-testid=stImage] img")).to_have_count(2, timeout=30_000)
+        _expect(page.locator("[data-testid=stImage] img")).to_have_count(2, timeout=30_000)
         _screenshot(page, "predict-before-tensorflow")
         page.get_by_text("Grad-CAM++").wait_for()  # then the full page: every method offered
         assert _metric(page) == "circle"
