@@ -129,3 +129,16 @@ def test_cli_streams_a_folder(tmp_path, capsys):
     assert list((logs / "validation").glob("events.out.tfevents.*"))
     assert main(["train", "--data", "shapes", "--stream", "--out", str(out)]) == 2
     assert "streaming reads a folder of class subfolders; shapes is not a folder" in capsys.readouterr().err
+
+
+def test_training_pipelines_from_memory_and_from_disk_run_without_tf_data_autotuning(tmp_path, tiny_arrays):
+    # Autotuning's model thread held up the deletion of fit's iterator for up to half a minute.
+    from cnnviz.training.sources import as_source
+
+    stream = cnnviz.stream_image_folder(_bright_dark_folder(tmp_path / "set"), validation_split=0.25)
+    for source in (as_source(tiny_arrays).with_validation(0.25, seed=0), as_source(stream)):
+        for split, shuffle in (("train", True), ("validation", False)):
+            pipeline = source.dataset(split, 8, shuffle=shuffle, seed=0)
+            assert pipeline.options().autotune.enabled is False, (type(source).__name__, split)
+            images, labels = next(iter(pipeline))
+            assert images.dtype.name == "float32" and len(images) == len(labels) == 8
