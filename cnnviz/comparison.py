@@ -88,9 +88,18 @@ VARIANTS: dict[str, Variant] = {
             _train(translate=0.08, rotate=0.03, zoom=0.08),
         ),
         Variant(
-            "sgd", "SGD with Nesterov momentum instead of Adam", _train(optimizer="sgd", learning_rate=0.05)
+            "adam", "Adam (learning rate 0.01) instead of Muon", _train(optimizer="adam", learning_rate=0.01)
         ),
-        Variant("rmsprop", "RMSprop instead of Adam", _train(optimizer="rmsprop", learning_rate=0.001)),
+        Variant(
+            "sgd",
+            "SGD with Nesterov momentum (learning rate 0.05) instead of Muon",
+            _train(optimizer="sgd", learning_rate=0.05),
+        ),
+        Variant(
+            "rmsprop",
+            "RMSprop (learning rate 0.001) instead of Muon",
+            _train(optimizer="rmsprop", learning_rate=0.001),
+        ),
         Variant("deeper", "one more conv block", _deeper, CONVNET),
         Variant("wider", "twice the filters in every block", _wider, CONVNET),
         Variant(

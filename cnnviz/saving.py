@@ -9,6 +9,7 @@ renamed, so a crash never leaves a half-written model behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -81,7 +82,8 @@ def save_model(model, path: str | os.PathLike, class_names: tuple[str, ...] | No
     try:
         from cnnviz.timeline import dump_timeline, timeline_of
 
-        keras.saving.save_model(model, temporary)
+        with _portable_compile_state(model):
+            keras.saving.save_model(model, temporary)
         timeline = timeline_of(model)
         with zipfile.ZipFile(temporary, "a") as archive:
             archive.writestr(METADATA_ENTRY, json.dumps(metadata))
@@ -95,6 +97,30 @@ def save_model(model, path: str | os.PathLike, class_names: tuple[str, ...] | No
             os.remove(temporary)
         raise
     return path
+
+
+@contextlib.contextmanager
+def _portable_compile_state(model):
+    """Leaves the training state out of the saved config while the optimizer is not one of Keras' own.
+
+    Keras rebuilds a saved model's optimizer from its class name when it loads the
+    file, so a model trained with cnnviz's `ConvMuon` would load only where cnnviz
+    is imported. Saved as not compiled, it loads anywhere; cnnviz itself loads
+    models with `compile=False` and compiles them afresh to train.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    hide = (
+        bool(getattr(model, "compiled", False))
+        and optimizer is not None
+        and not type(optimizer).__module__.startswith("keras.")
+    )
+    if hide:
+        model.compiled = False
+    try:
+        yield
+    finally:
+        if hide:
+            model.compiled = True
 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

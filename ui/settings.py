@@ -307,7 +307,7 @@ SETTINGS: dict[str, Setting] = {
         ),
         # Train: one widget per TrainConfig knob the studio offers.
         Setting("train.design", "Model design", "selectbox", _design_choices, "fast", labels=_design_labels),
-        Setting("train.optimizer", "Optimizer", "selectbox", OPTIMIZERS, "adam", field="optimizer"),
+        Setting("train.optimizer", "Optimizer", "selectbox", OPTIMIZERS, "muon", field="optimizer"),
         Setting(
             "train.epochs",
             "Epochs (most)",
@@ -331,8 +331,8 @@ SETTINGS: dict[str, Setting] = {
             "train.learning_rate",
             "Learning rate",
             "select_slider",
-            (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1),
-            0.01,
+            (0.0003, 0.001, 0.003, 0.01, 0.02, 0.03, 0.1),
+            0.02,
             field="learning_rate",
         ),
         Setting(

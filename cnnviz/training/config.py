@@ -12,7 +12,7 @@ from typing import Any
 
 from cnnviz.errors import ConfigError
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+OPTIMIZERS = ("muon", "adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "float32", "bfloat16")
 FLIPS = ("none", "horizontal", "vertical", "both")
@@ -35,8 +35,10 @@ class TrainConfig:
     """How to train; each field is one slider or select in the studio and one flag of the CLI.
 
     Attributes:
-        optimizer: one of `OPTIMIZERS`. Defaults to `"adam"`.
-        learning_rate: float, peak learning rate. Defaults to `0.01`.
+        optimizer: one of `OPTIMIZERS`. `"muon"` is Keras' Muon extended to
+            convolution kernels (`cnnviz.training.optimizers.ConvMuon`).
+            Defaults to `"muon"`.
+        learning_rate: float, peak learning rate. Defaults to `0.02`.
         schedule: `"cosine"` (warm up, then anneal to ~0 over the epochs or the
             time budget) or `"constant"`. Defaults to `"cosine"`.
         batch_size: int. Defaults to `32`.
@@ -72,8 +74,8 @@ class TrainConfig:
             (`cnnviz.timeline`). Defaults to `0`.
     """
 
-    optimizer: str = _knob("adam", "optimizer", choices=OPTIMIZERS)
-    learning_rate: float = _knob(0.01, "peak learning rate")
+    optimizer: str = _knob("muon", "muon: Adam's steps orthogonalized per weight matrix", choices=OPTIMIZERS)
+    learning_rate: float = _knob(0.02, "peak learning rate")
     schedule: str = _knob(
         "cosine", "cosine: warm up, then anneal over the epochs or the budget", choices=SCHEDULES
     )

@@ -41,6 +41,7 @@ from cnnviz.errors import ConfigError
 from cnnviz.training import control
 from cnnviz.training.augmentation import make_augmentation
 from cnnviz.training.config import TrainConfig, TrainResult
+from cnnviz.training.optimizers import make_optimizer
 from cnnviz.training.precision import model_precision, rebuild_float32, resolve_precision
 from cnnviz.training.sources import as_source
 from cnnviz.training.timeline import TimelineRecorder
@@ -188,21 +189,10 @@ def _check_fits(model, source) -> None:
         )
 
 
-def _make_optimizer(config: TrainConfig):
-    rate = config.learning_rate
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(rate)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(rate, weight_decay=1e-4)
-    if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(rate)
-    return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True)
-
-
 def _compile(model, config: TrainConfig, strategy) -> None:
     with _scope(strategy):
         model.compile(
-            optimizer=_make_optimizer(config),
+            optimizer=make_optimizer(config.optimizer, config.learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=["accuracy"],
             jit_compile=False,
