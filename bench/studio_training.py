@@ -10,7 +10,7 @@ the browser used while the studio trained)
   which stays on the page and watches the live progress and curves, as a local user does; **Train** pressed ->
   the samples/s the same `cnnviz.train` measured in the server, read from the page's "N images a second".
 
-The studio's Train page defaults are the CLI's (the `fast` design, Adam, learning rate 0.01, batch 32, no
+The studio's Train page defaults are the CLI's (the `fast` design, Muon at learning rate 0.02, batch 32, no
 augmentation, a timeline of 8 images); the epochs and the timeline are set in both, the studio's through
 the settings link. `--timeline 0` compares the two without it. Rounds alternate the two; the
 ratio is the median of each round's studio / CLI.

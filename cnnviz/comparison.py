@@ -73,7 +73,7 @@ def _transfer(model, train):
     from cnnviz.models import preset_config
 
     config = preset_config("transfer_mobilenet_v2", model.input_shape, model.num_classes)
-    return config, train.replace(learning_rate=min(train.learning_rate, 0.003))
+    return config, train.replace(learning_rate=min(train.peak_learning_rate, 0.003))
 
 
 CONVNET = ("convnet",)
@@ -88,17 +88,17 @@ VARIANTS: dict[str, Variant] = {
             _train(translate=0.08, rotate=0.03, zoom=0.08),
         ),
         Variant(
-            "adam", "Adam (learning rate 0.01) instead of Muon", _train(optimizer="adam", learning_rate=0.01)
+            "adam", "Adam at its default learning rate (0.01)", _train(optimizer="adam", learning_rate=None)
         ),
         Variant(
             "sgd",
-            "SGD with Nesterov momentum (learning rate 0.05) instead of Muon",
-            _train(optimizer="sgd", learning_rate=0.05),
+            "SGD with Nesterov momentum at its default learning rate (0.05)",
+            _train(optimizer="sgd", learning_rate=None),
         ),
         Variant(
             "rmsprop",
-            "RMSprop (learning rate 0.001) instead of Muon",
-            _train(optimizer="rmsprop", learning_rate=0.001),
+            "RMSprop at its default learning rate (0.001)",
+            _train(optimizer="rmsprop", learning_rate=None),
         ),
         Variant("deeper", "one more conv block", _deeper, CONVNET),
         Variant("wider", "twice the filters in every block", _wider, CONVNET),

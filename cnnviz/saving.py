@@ -9,10 +9,10 @@ renamed, so a crash never leaves a half-written model behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
+import shutil
 import struct
 import tempfile
 import zipfile
@@ -79,16 +79,17 @@ def save_model(model, path: str | os.PathLike, class_names: tuple[str, ...] | No
         os.close(handle)
     except OSError as error:
         raise ModelFileError(f"{path}: cannot write here ({error.strerror or error}).") from None
+    staged = temporary.removesuffix(".keras") + ".staged.keras"  # Keras' own file, copied into `temporary`
     try:
         from cnnviz.timeline import dump_timeline, timeline_of
 
-        with _portable_compile_state(model):
-            keras.saving.save_model(model, temporary)
+        keras.saving.save_model(model, staged)
+        entries = {METADATA_ENTRY: json.dumps(metadata)}
         timeline = timeline_of(model)
-        with zipfile.ZipFile(temporary, "a") as archive:
-            archive.writestr(METADATA_ENTRY, json.dumps(metadata))
-            if timeline:
-                archive.writestr(TIMELINE_ENTRY, dump_timeline(timeline))
+        if timeline:
+            entries[TIMELINE_ENTRY] = dump_timeline(timeline)
+        portable = not getattr(model, "compiled", False) or _optimizer_is_keras_own(model)
+        _copy_archive(staged, temporary, entries, drop_compile_config=not portable)
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
@@ -96,31 +97,43 @@ def save_model(model, path: str | os.PathLike, class_names: tuple[str, ...] | No
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+    finally:
+        if os.path.exists(staged):
+            os.remove(staged)
     return path
 
 
-@contextlib.contextmanager
-def _portable_compile_state(model):
-    """Leaves the training state out of the saved config while the optimizer is not one of Keras' own.
+def _optimizer_is_keras_own(model) -> bool:
+    """Whether Keras alone can rebuild the compiled model's optimizer (and any it wraps) from a saved config."""
+    optimizer = getattr(model, "optimizer", None)
+    while optimizer is not None:
+        if not type(optimizer).__module__.startswith("keras."):
+            return False
+        optimizer = getattr(optimizer, "inner_optimizer", None)  # LossScaleOptimizer wraps another
+    return True
 
-    Keras rebuilds a saved model's optimizer from its class name when it loads the
-    file, so a model trained with cnnviz's `ConvMuon` would load only where cnnviz
-    is imported. Saved as not compiled, it loads anywhere; cnnviz itself loads
+
+def _copy_archive(source: str, target: str, entries: dict[str, Any], drop_compile_config: bool) -> None:
+    """Copies the Keras archive `source` into `target`, adding `entries` (name -> text or bytes).
+
+    With `drop_compile_config`, `config.json` loses its compile settings. Keras
+    rebuilds a saved model's optimizer by class name when it loads a file, so a
+    model trained with cnnviz's `ConvMuon` would load only where cnnviz is
+    imported; without compile settings it loads anywhere, uncompiled (the
+    optimizer's variables stay in the weights file, unused). cnnviz loads
     models with `compile=False` and compiles them afresh to train.
     """
-    optimizer = getattr(model, "optimizer", None)
-    hide = (
-        bool(getattr(model, "compiled", False))
-        and optimizer is not None
-        and not type(optimizer).__module__.startswith("keras.")
-    )
-    if hide:
-        model.compiled = False
-    try:
-        yield
-    finally:
-        if hide:
-            model.compiled = True
+    with zipfile.ZipFile(source) as reading, zipfile.ZipFile(target, "w") as writing:
+        for info in reading.infolist():
+            if info.filename == "config.json" and drop_compile_config:
+                config = json.loads(reading.read(info))
+                config.pop("compile_config", None)
+                writing.writestr(info, json.dumps(config))
+            else:
+                with reading.open(info) as entry, writing.open(info, "w") as copy:
+                    shutil.copyfileobj(entry, copy, _CHUNK)
+        for name, content in entries.items():
+            writing.writestr(name, content)
 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

@@ -23,7 +23,8 @@ def test_variants_train_in_order_and_a_failing_one_is_reported(digits, tmp_path,
         ["baseline", "augmentation", "deeper", "batch_norm", "transfer"],
         cnnviz.preset_config("keras_mnist", digits.image_shape, digits.num_classes),
         # 3 epochs of 15 batches: with 2 of 8, the batch norm variant's running statistics had not settled
-        # (30 % test accuracy in float32; measured 78-94 % for every variant but "deeper", 64 %, with these).
+        # (30 % test accuracy in float32; measured with Adam 78-94 % for every variant but "deeper", 64 %,
+        # with these).
         cnnviz.TrainConfig(epochs=3, learning_rate=0.003, batch_size=16),
         time_budget=None,
         log_dir=logs,

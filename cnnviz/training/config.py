@@ -13,6 +13,9 @@ from typing import Any
 from cnnviz.errors import ConfigError
 
 OPTIMIZERS = ("muon", "adam", "adamw", "sgd", "rmsprop")
+#: Each optimizer's peak learning rate when `TrainConfig.learning_rate` is `None`: Muon's and Adam's tuned on
+#: the `fast` design (docs/BENCHMARKS.md, "Faster to a good model"), the others the `cnnviz.compare` variants'.
+DEFAULT_LEARNING_RATES = {"muon": 0.02, "adam": 0.01, "adamw": 0.01, "sgd": 0.05, "rmsprop": 0.001}
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "float32", "bfloat16")
 FLIPS = ("none", "horizontal", "vertical", "both")
@@ -38,7 +41,9 @@ class TrainConfig:
         optimizer: one of `OPTIMIZERS`. `"muon"` is Keras' Muon extended to
             convolution kernels (`cnnviz.training.optimizers.ConvMuon`).
             Defaults to `"muon"`.
-        learning_rate: float, peak learning rate. Defaults to `0.02`.
+        learning_rate: float, peak learning rate, or `None` for the
+            optimizer's own (`DEFAULT_LEARNING_RATES`: Muon 0.02, Adam 0.01, ...);
+            `peak_learning_rate` says which. Defaults to `None`.
         schedule: `"cosine"` (warm up, then anneal to ~0 over the epochs or the
             time budget) or `"constant"`. Defaults to `"cosine"`.
         batch_size: int. Defaults to `32`.
@@ -74,8 +79,15 @@ class TrainConfig:
             (`cnnviz.timeline`). Defaults to `0`.
     """
 
-    optimizer: str = _knob("muon", "muon: Adam's steps orthogonalized per weight matrix", choices=OPTIMIZERS)
-    learning_rate: float = _knob(0.02, "peak learning rate")
+    optimizer: str = _knob(
+        "muon", "muon: momentum steps orthogonalized per weight matrix", choices=OPTIMIZERS
+    )
+    learning_rate: float | None = _knob(
+        None,
+        "peak learning rate (default: the optimizer's, "
+        + ", ".join(f"{name} {rate:g}" for name, rate in DEFAULT_LEARNING_RATES.items())
+        + ")",
+    )
     schedule: str = _knob(
         "cosine", "cosine: warm up, then anneal over the epochs or the budget", choices=SCHEDULES
     )
@@ -110,7 +122,9 @@ class TrainConfig:
         ):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}.")
-        if not _is_number(self.learning_rate) or not 0 < self.learning_rate <= 100:
+        if self.learning_rate is not None and (
+            not _is_number(self.learning_rate) or not 0 < self.learning_rate <= 100
+        ):
             raise ConfigError(f"learning_rate must be a number in (0, 100], got {self.learning_rate!r}.")
         for name, low, high in (("batch_size", 1, 65536), ("early_stopping", 0, 1000), ("timeline", 0, 64)):
             _check_whole(name, getattr(self, name), low, high)
@@ -127,6 +141,11 @@ class TrainConfig:
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < 1:
                 raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}.")
+
+    @property
+    def peak_learning_rate(self) -> float:
+        """`learning_rate`, or the optimizer's default when it is `None`."""
+        return DEFAULT_LEARNING_RATES[self.optimizer] if self.learning_rate is None else self.learning_rate
 
     @property
     def augments(self) -> bool:
@@ -203,7 +222,7 @@ class TrainResult:
             "design": self.design,
             "epochs": self.epochs,
             "kept epoch": self.kept_epoch,
-            "learning rate": self.config.learning_rate,
+            "learning rate": self.config.peak_learning_rate,
             "batch": self.config.batch_size,
             "augmented": self.config.augments,
             "validation accuracy": self.val_accuracy,

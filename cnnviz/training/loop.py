@@ -192,7 +192,7 @@ def _check_fits(model, source) -> None:
 def _compile(model, config: TrainConfig, strategy) -> None:
     with _scope(strategy):
         model.compile(
-            optimizer=make_optimizer(config.optimizer, config.learning_rate),
+            optimizer=make_optimizer(config.optimizer, config.peak_learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=["accuracy"],
             jit_compile=False,
@@ -203,7 +203,7 @@ def _controls(state, config, has_validation, on_event, stop_event, watched, unwa
     """The run's parts in the order Keras must call them (see `cnnviz.training.control`)."""
     parts = [control.NanGuard(state), control.Progress(state)]
     if config.schedule == "cosine":
-        parts.append(control.WarmupCosine(state, config.learning_rate))
+        parts.append(control.WarmupCosine(state, config.peak_learning_rate))
     parts.append(control.StopConditions(state, stop_event, watched, unwatched_after))
     monitor = "val_accuracy" if has_validation else "accuracy"
     parts.append(control.BestWeights(state, monitor, config.early_stopping, keep_weights=has_validation))

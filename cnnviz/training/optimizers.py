@@ -1,11 +1,12 @@
 """The optimizers `cnnviz.train` builds by name (`TrainConfig.optimizer`).
 
-The default, `"muon"`, is Keras' Muon extended to convolution kernels
-(`ConvMuon`). On the shapes it took the `fast` design from 60 % to 98.5 %
-test accuracy in 3 epochs, where Adam needed about 8 (docs/BENCHMARKS.md,
-"Faster to a good model").
+The default, `"muon"`, is Keras' Muon applied to convolution kernels
+(`ConvMuon`). On the shapes it took the `fast` design from 49 % to 98 % test
+accuracy in 3 epochs, against Adam's (docs/BENCHMARKS.md, "Faster to a good
+model", "Muon").
 """
 
+import math
 import re
 
 import keras
@@ -16,69 +17,79 @@ from cnnviz.training.config import OPTIMIZERS
 #: Muon's momentum: 0.9 was more sample-efficient than Keras' 0.95 on the shapes.
 MUON_MOMENTUM = 0.9
 
-#: Layers whose weights take Adam steps under Muon: the classifier's last layer.
-MUON_EXCLUDED_LAYERS = ("logits",)
-
 
 @keras.saving.register_keras_serializable(package="cnnviz")
 class ConvMuon(keras.optimizers.Muon):
-    """Keras' Muon, extended to the kernels of 2-D convolutions.
+    """Keras' Muon for the kernels of 2-D convolutions; Adam for every other weight.
 
-    Muon replaces each weight matrix's update by the nearest semi-orthogonal
+    Muon replaces a weight matrix's update by the nearest semi-orthogonal
     matrix (a few Newton-Schulz iterations), so every direction of the matrix
-    learns at the same pace. Keras' `Muon` does that for 2-D weights only
-    (dense kernels) and gives every other weight AdamW steps. In a convnet
-    almost every weight is a 4-D convolution kernel, so this class also treats
-    each kernel as a matrix: (kernel height x width x input channels) rows by
-    output channels, as Muon's authors do for convnets. Biases, batch
-    normalization and the layers named in `exclude_layers` (by default the
-    classifier's `logits`) keep Adam steps at the same learning rate.
+    learns at the same pace. Keras' `Muon` does that for 2-D weights (dense
+    kernels) and gives everything else AdamW steps. In a convnet almost every
+    weight is a 4-D convolution kernel, so this class treats each kernel as
+    the matrix it is, (kernel height x width x input channels) rows by output
+    channels, as Muon's authors do for convnets. Every other weight takes Adam
+    steps at the same learning rate:
 
-    `cnnviz.save_model` saves models trained with it without their training
-    state, so the files load in Keras without cnnviz.
+    - dense kernels, the classifier's included: a flatten head's kernel can be
+      50,000 x 256, where Newton-Schulz would cost more than the whole batch;
+    - depthwise kernels (one output channel each), biases and batch norm,
+      which are not matrices;
+    - the layers matched by `exclude_layers`.
+
+    `cnnviz.save_model` leaves its compile settings out of the file, so the
+    model loads in Keras without cnnviz (uncompiled).
 
     Args:
         learning_rate: float or schedule. Defaults to `0.02`.
-        momentum: the update's momentum. Defaults to `MUON_MOMENTUM`.
-        exclude_layers: layer names (regular expressions on the weight's
-            path) that take Adam steps. Defaults to `MUON_EXCLUDED_LAYERS`.
-        weight_decay: decoupled weight decay of both kinds of step. Defaults to `0.0`.
+        momentum: the Muon update's momentum. Defaults to `MUON_MOMENTUM`.
+        exclude_layers: regular expressions on a weight's path (`"conv3/kernel"`)
+            whose convolutions take Adam steps too. Defaults to none.
+        weight_decay: decoupled weight decay of Muon's steps, or `None`.
+            Defaults to `None`.
+        adam_weight_decay: the same for the Adam steps. Defaults to `None`.
         **kwargs: the other arguments of `keras.optimizers.Muon`.
     """
 
     def __init__(
         self,
         learning_rate=0.02,
+        *,
         momentum=MUON_MOMENTUM,
-        exclude_layers=MUON_EXCLUDED_LAYERS,
-        weight_decay=0.0,
+        exclude_layers=(),
+        weight_decay=None,
+        adam_weight_decay=None,
         **kwargs,
     ):
-        kwargs.setdefault("adam_weight_decay", weight_decay)
+        if isinstance(exclude_layers, str):
+            exclude_layers = [exclude_layers]
         super().__init__(
             learning_rate=learning_rate,
             momentum=momentum,
             exclude_layers=list(exclude_layers or ()),
             weight_decay=weight_decay,
+            adam_weight_decay=adam_weight_decay,
             **kwargs,
         )
 
     def _should_use_adamw(self, variable):
-        # Keras' rule, with 4-D convolution kernels counted as matrices.
-        if len(variable.shape) not in (2, 4):
-            return True
-        if self.exclude_embeddings and "embedding" in variable.path.lower():
-            return True
-        return any(re.search(keyword, variable.path) for keyword in self.exclude_layers)
-
-    def _muon_update_step(self, gradient, variable, lr, m):
         shape = tuple(variable.shape)
-        if len(shape) == 2:
-            return super()._muon_update_step(gradient, variable, lr, m)
-        self.assign_add(m, ops.add(gradient, m * (self.momentum - 1)))
-        direction = ops.add(gradient, self.momentum * m) if self.nesterov else m
-        update = self.zeropower_via_newtonschulz5(ops.reshape(direction, (-1, shape[-1])), self.ns_steps)
-        self.assign_sub(variable, ops.reshape(self.lr_adjust(lr * update), shape))
+        is_matrix = len(shape) == 4 and shape[-1] > 1 and math.prod(shape[:-1]) > 1
+        return not is_matrix or any(re.search(keyword, variable.path) for keyword in self.exclude_layers)
+
+    # Keras' Muon step, with a 4-D kernel seen as its (kh * kw * cin, cout) matrix.
+    def zeropower_via_newtonschulz5(self, x, steps: int):
+        return _as_matrix(x, lambda matrix: super(ConvMuon, self).zeropower_via_newtonschulz5(matrix, steps))
+
+    def lr_adjust(self, x):
+        return _as_matrix(x, super().lr_adjust)
+
+
+def _as_matrix(x, function):
+    """`function` of `x` flattened to a matrix (rows = all axes but the last), reshaped back."""
+    if len(x.shape) != 4:
+        return function(x)
+    return ops.reshape(function(ops.reshape(x, (-1, x.shape[-1]))), x.shape)
 
 
 def make_optimizer(name: str, learning_rate: float):
@@ -94,8 +105,3 @@ def make_optimizer(name: str, learning_rate: float):
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
     raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}.")
-
-
-def is_portable(optimizer) -> bool:
-    """Whether Keras alone can rebuild `optimizer` from a saved model's config."""
-    return not isinstance(optimizer, ConvMuon)
