@@ -566,7 +566,7 @@ def count_flops(model) -> int:
     from keras import layers
 
     total = 0
-    for layer in _walk_layers(model):
+    for layer in walk_layers(model):
         try:
             output_shape = layer.output.shape
         except (AttributeError, ValueError):
@@ -593,12 +593,13 @@ def count_flops(model) -> int:
     return int(total)
 
 
-def _walk_layers(model):
+def walk_layers(model):
+    """Every layer of `model`, nested models' layers included (not the nested models themselves)."""
     import keras
 
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            yield from _walk_layers(layer)
+            yield from walk_layers(layer)
         else:
             yield layer
 
