@@ -96,7 +96,7 @@ def test_training_on_a_stream_learns_and_a_second_run_reads_the_disk_cache(tmp_p
     root = _bright_dark_folder(tmp_path / "set", per_class=40)
     cache = tmp_path / "cache"
     stream = cnnviz.stream_image_folder(root, validation_split=0.25, cache_dir=cache)
-    config = cnnviz.TrainConfig(epochs=4, batch_size=16, learning_rate=0.01)
+    config = cnnviz.TrainConfig(epochs=4, batch_size=16)
     result = cnnviz.train("fast", stream, config)
     assert result.val_accuracy >= 0.9
     assert result.samples_seen == 4 * 60
@@ -109,8 +109,9 @@ def test_training_on_a_stream_learns_and_a_second_run_reads_the_disk_cache(tmp_p
     import shutil
 
     shutil.rmtree(root)  # the images are gone: only the cache can feed the second run
-    again = cnnviz.train("fast", stream, config.replace(epochs=1))
-    assert again.samples_seen == 60 and again.val_accuracy >= 0.9
+    # Two epochs of 4 batches: after one, Muon's model validated at 80 % (85 % at learning rate 0.01).
+    again = cnnviz.train("fast", stream, config.replace(epochs=2))
+    assert again.samples_seen == 2 * 60 and again.val_accuracy >= 0.9
 
 
 def test_cli_streams_a_folder(tmp_path, capsys):
