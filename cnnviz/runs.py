@@ -119,7 +119,8 @@ class TrainRequest:
             "design": self.design if isinstance(self.design, str) else model_config.name,
             "changes": dict(self.changes),
             "model_config": model_config.to_dict(),
-            "train_config": self.config.to_dict(),
+            # The rate the run used, also when the config left it to the optimizer (learning_rate None).
+            "train_config": {**self.config.to_dict(), "learning_rate": self.config.peak_learning_rate},
         }
         path = Path(self.source).expanduser()
         if path.exists():  # a folder or zip: found again from any working directory

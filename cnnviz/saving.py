@@ -9,6 +9,7 @@ renamed, so a crash never leaves a half-written model behind.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -130,8 +131,9 @@ def _copy_archive(source: str, target: str, entries: dict[str, Any], drop_compil
                 config.pop("compile_config", None)
                 writing.writestr(info, json.dumps(config))
             else:
-                with reading.open(info) as entry, writing.open(info, "w") as copy:
-                    shutil.copyfileobj(entry, copy, _CHUNK)
+                # Its own ZipInfo: opening for writing resets the sizes and CRC the reader checks against.
+                with reading.open(info) as entry, writing.open(copy.copy(info), "w") as copied:
+                    shutil.copyfileobj(entry, copied, _CHUNK)
         for name, content in entries.items():
             writing.writestr(name, content)
 

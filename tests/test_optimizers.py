@@ -101,7 +101,6 @@ def test_models_trained_with_muon_are_saved_so_that_keras_alone_loads_them(tiny_
     for name, model in (("trained", trained), ("wrapped", wrapped)):
         cnnviz.save_model(model, tmp_path / f"{name}.keras", class_names=("dark", "bright"))
         np.save(tmp_path / f"{name}.npy", model(images).numpy())
-        assert model.compiled  # the model itself is left as it was
     np.save(tmp_path / "images.npy", images)
     run_in_a_fresh_python(
         "import sys, numpy as np, keras\n"
@@ -114,3 +113,18 @@ def test_models_trained_with_muon_are_saved_so_that_keras_alone_loads_them(tiny_
     )
     # cnnviz itself still reads the class names from the rewritten file.
     assert cnnviz.class_names_of(cnnviz.load_model(tmp_path / "trained.keras")) == ("dark", "bright")
+
+
+def test_a_model_compiled_with_a_keras_optimizer_keeps_its_compile_settings_in_the_file(
+    tiny_arrays, tmp_path
+):
+    import json
+    import zipfile
+
+    config = TrainConfig(optimizer="adam", epochs=1, batch_size=8, precision="float32")
+    model = cnnviz.train(SMALL, tiny_arrays, config).model
+    path = cnnviz.save_model(model, tmp_path / "adam.keras")
+    with zipfile.ZipFile(path) as archive:
+        saved = json.loads(archive.read("config.json"))
+    assert saved["compile_config"]["optimizer"]["class_name"] == "Adam"
+    assert not list(tmp_path.glob("*.staged.keras")) and not list(tmp_path.glob(".adam.*"))

@@ -322,7 +322,7 @@ SETTINGS: dict[str, Setting] = {
             TrainConfig.optimizer,
             field="optimizer",
             help="Muon (the default) orthogonalizes each convolution's update, so every filter direction learns "
-            "at the same pace: on the shapes it needed 3 epochs where Adam needed about 8.",
+            "at the same pace: after 3 epochs on the shapes it scored 98 %, Adam 49 %.",
         ),
         Setting(
             "train.epochs",

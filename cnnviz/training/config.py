@@ -14,7 +14,8 @@ from cnnviz.errors import ConfigError
 
 OPTIMIZERS = ("muon", "adam", "adamw", "sgd", "rmsprop")
 #: Each optimizer's peak learning rate when `TrainConfig.learning_rate` is `None`: Muon's and Adam's tuned on
-#: the `fast` design (docs/BENCHMARKS.md, "Faster to a good model"), the others the `cnnviz.compare` variants'.
+#: the `fast` design (docs/BENCHMARKS.md, "Faster to a good model"), SGD's and RMSprop's the `cnnviz.compare`
+#: variants' since they were written, AdamW's Adam's.
 DEFAULT_LEARNING_RATES = {"muon": 0.02, "adam": 0.01, "adamw": 0.01, "sgd": 0.05, "rmsprop": 0.001}
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -80,7 +81,7 @@ class TrainConfig:
     """
 
     optimizer: str = _knob(
-        "muon", "muon: momentum steps orthogonalized per weight matrix", choices=OPTIMIZERS
+        "muon", "muon: momentum steps orthogonalized per convolution kernel", choices=OPTIMIZERS
     )
     learning_rate: float | None = _knob(
         None,

@@ -109,8 +109,7 @@ def train(
     model, precision = _resolve_model(model, source, config, strategy, metadata or {})
     batch_size = min(config.batch_size, source.size("train"))
     state = control.RunState(math.ceil(source.size("train") / batch_size), config.epochs, config.time_budget)
-    if from_design:
-        shorten_batch_norm_averages(model, state.steps_per_epoch)
+    design_momentum = shorten_batch_norm_averages(model, state.steps_per_epoch) if from_design else {}
     has_validation = source.size("validation") > 0
     parts = _controls(state, config, has_validation, on_event, stop_event, watched, unwatched_after)
     parts += _checkpointer(state, checkpoint_path, strategy)
@@ -131,31 +130,41 @@ def train(
         strategy,
         verbose,
     )
+    if design_momentum:  # the saved model carries the design's momentum; a later fit traces its step again
+        for layer, momentum in design_momentum.items():
+            layer.momentum = momentum
+        model.train_function = None
     return _finalize(model, source, state, parts, precision, config, train_seconds, batch_size, recorder)
 
 
-def shorten_batch_norm_averages(model, steps_per_epoch: int) -> float:
-    """Makes batch norm's running statistics average over at most half an epoch; returns the momentum.
+def shorten_batch_norm_averages(model, steps_per_epoch: int) -> dict:
+    """Makes batch norm's running statistics average over about half an epoch for this run.
 
     The running mean and variance, which the model uses after training, are
     averages with `momentum` (0.9: about the last 10 batches). With few batches
-    per epoch they still hold their starting values (0 and 1) when validation
-    runs: a folder of 60 images (2 batches an epoch) scored 50 % on validation
-    after 4 epochs with Muon while its training accuracy was 100 %. So a
-    trainable batch norm layer's momentum is lowered to `1 - 2 / steps_per_epoch`,
-    at least 0.5; from 20 batches an epoch up, the design's 0.9 stays.
+    per epoch they still hold much of their starting values (0 and 1) when
+    validation runs: a folder of 60 images (2 batches an epoch) scored 50 % on
+    validation after 4 epochs with Muon (seed 0) while its training accuracy
+    was 100 %. So each trainable batch norm layer's momentum is lowered to
+    `1 - 2 / steps_per_epoch`, at least 0.5 (an average over about 2 batches);
+    from 20 batches an epoch up, the design's 0.9 stays.
+
+    Returns:
+        `{layer: its momentum before}` for the layers changed, to put back after `fit`.
     """
     from cnnviz.models import walk_layers
 
     momentum = max(0.5, 1 - 2 / steps_per_epoch)
+    changed = {}
     for layer in walk_layers(model):
         if (
             isinstance(layer, keras.layers.BatchNormalization)
             and layer.trainable
             and layer.momentum > momentum
         ):
+            changed[layer] = layer.momentum
             layer.momentum = momentum
-    return momentum
+    return changed
 
 
 def _check_strategy(strategy, config: TrainConfig) -> None:

@@ -33,12 +33,14 @@ class ConvMuon(keras.optimizers.Muon):
 
     - dense kernels, the classifier's included: a flatten head's kernel can be
       50,000 x 256, where Newton-Schulz would cost more than the whole batch;
-    - depthwise kernels (one output channel each), biases and batch norm,
-      which are not matrices;
+    - depthwise kernels with a depth multiplier of 1 (one output channel
+      each), biases and batch norm, which are not matrices;
     - the layers matched by `exclude_layers`.
 
     `cnnviz.save_model` leaves its compile settings out of the file, so the
-    model loads in Keras without cnnviz (uncompiled).
+    model loads in Keras without cnnviz (uncompiled). A file written by
+    Keras' own `model.save` names this class: load it after importing
+    `cnnviz.training.optimizers`, or with `compile=False`.
 
     Args:
         learning_rate: float or schedule. Defaults to `0.02`.
