@@ -31,7 +31,7 @@ from cnnviz.pretrained import BACKBONE_SIZES, backbone_size
 from cnnviz.training.config import (
     AUGMENTATION_FIELDS,
     DEFAULT_AUGMENTATION,
-    DEFAULT_LEARNING_RATES,
+    DEFAULT_LEARNING_RATES_TEXT,
     FLIPS,
     OPTIMIZERS,
     TrainConfig,
@@ -350,9 +350,7 @@ SETTINGS: dict[str, Setting] = {
             ("auto", 0.0003, 0.001, 0.003, 0.01, 0.02, 0.03, 0.1),
             "auto",
             field="learning_rate",
-            help="Auto: the optimizer's own ("
-            + ", ".join(f"{name} {rate:g}" for name, rate in DEFAULT_LEARNING_RATES.items())
-            + ").",
+            help=f"Auto: the optimizer's own ({DEFAULT_LEARNING_RATES_TEXT}).",
             convert=lambda rate: None if rate == "auto" else rate,
         ),
         Setting(

@@ -17,6 +17,8 @@ OPTIMIZERS = ("muon", "adam", "adamw", "sgd", "rmsprop")
 #: the `fast` design (docs/BENCHMARKS.md, "Faster to a good model"), SGD's and RMSprop's the `cnnviz.compare`
 #: variants' since they were written, AdamW's Adam's.
 DEFAULT_LEARNING_RATES = {"muon": 0.02, "adam": 0.01, "adamw": 0.01, "sgd": 0.05, "rmsprop": 0.001}
+#: The default rates as words, for help texts: "muon 0.02, adam 0.01, ...".
+DEFAULT_LEARNING_RATES_TEXT = ", ".join(f"{name} {rate:g}" for name, rate in DEFAULT_LEARNING_RATES.items())
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "float32", "bfloat16")
 FLIPS = ("none", "horizontal", "vertical", "both")
@@ -84,10 +86,7 @@ class TrainConfig:
         "muon", "muon: momentum steps orthogonalized per convolution kernel", choices=OPTIMIZERS
     )
     learning_rate: float | None = _knob(
-        None,
-        "peak learning rate (default: the optimizer's, "
-        + ", ".join(f"{name} {rate:g}" for name, rate in DEFAULT_LEARNING_RATES.items())
-        + ")",
+        None, f"peak learning rate (default: the optimizer's, {DEFAULT_LEARNING_RATES_TEXT})"
     )
     schedule: str = _knob(
         "cosine", "cosine: warm up, then anneal over the epochs or the budget", choices=SCHEDULES
