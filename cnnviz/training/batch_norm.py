@@ -1,0 +1,145 @@
+"""Batch normalization during `fit`: TensorFlow's fused kernel, and running averages that fit short runs.
+
+`train` wraps Keras' `fit` in `for_training(model, ...)`. For the run:
+
+- each trainable `keras.layers.BatchNormalization` on 4-D images normalizes a
+  batch with TensorFlow's fused kernel (`FusedBatchNormV3`, oneDNN on the CPU,
+  cuDNN on a GPU), as `tf.keras` did, where Keras 3 composes a dozen separate
+  operations, forward and backward. Same outputs, gradients and running
+  averages to float32 round-off; on 2 CPU cores the `fast` design at batch 32
+  trained about 1.5x faster (docs/BENCHMARKS.md, "Fused batch norm");
+- for designs cnnviz builds, the running averages span at most half an epoch
+  (`shorten_averages`).
+
+Afterwards every layer is as it was: the model `train` hands back is plain
+Keras, and nothing of this is saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+
+#: The fused kernel's smallest epsilon (cuDNN's); layers with a smaller one keep Keras' code.
+_FUSED_MIN_EPSILON = 1.001e-5
+
+
+@contextlib.contextmanager
+def for_training(model, steps_per_epoch: int, *, shorten: bool):
+    """Fuses `model`'s batch norm for the block and, with `shorten`, shortens its running averages.
+
+    Args:
+        model: the `keras.Model` about to be fit.
+        steps_per_epoch: batches per epoch of the run.
+        shorten: whether to apply `shorten_averages` (designs cnnviz builds).
+    """
+    momentum = shorten_averages(model, steps_per_epoch) if shorten else {}
+    fused = fuse(model)
+    try:
+        yield
+    finally:
+        for layer in fused:
+            del layer.call  # the class's own call again
+        for layer, value in momentum.items():
+            layer.momentum = value
+        if fused or momentum:  # a later fit traces its step again, with Keras' own layers
+            model.train_function = None
+
+
+def shorten_averages(model, steps_per_epoch: int) -> dict:
+    """Makes batch norm's running statistics average over about half an epoch for this run.
+
+    The running mean and variance, which the model uses after training, are
+    averages with `momentum` (0.9: about the last 10 batches). With few batches
+    per epoch they still hold much of their starting values (0 and 1) when
+    validation runs: a folder of 60 images (2 batches an epoch) scored 50 % on
+    validation after 4 epochs with Muon (seed 0) while its training accuracy
+    was 100 %. So each trainable batch norm layer's momentum is lowered to
+    `1 - 2 / steps_per_epoch`, at least 0.5 (an average over about 2 batches);
+    from 20 batches an epoch up, the design's 0.9 stays.
+
+    Returns:
+        `{layer: its momentum before}` for the layers changed, to put back after `fit`.
+    """
+    momentum = max(0.5, 1 - 2 / steps_per_epoch)
+    changed = {}
+    for layer in _batch_norms(model):
+        if layer.trainable and layer.momentum > momentum:
+            changed[layer] = layer.momentum
+            layer.momentum = momentum
+    return changed
+
+
+def fuse(model) -> list:
+    """Gives each plain Keras batch norm layer of `model` a training step on the fused kernel.
+
+    Layers of a subclass, with renormalization, synchronized statistics or an
+    epsilon under 1.001e-5 are left alone, and so is any call the fused kernel does not cover (a mask,
+    inputs that are not `(batch, height, width, channels)`, inference): those
+    run Keras' own code. Only with the TensorFlow backend.
+
+    Returns:
+        The layers changed; `del layer.call` puts each back.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return []
+    changed = []
+    for layer in _batch_norms(model):
+        if (
+            type(layer) is keras.layers.BatchNormalization
+            and not layer.renorm
+            and not layer.synchronized
+            and layer.epsilon >= _FUSED_MIN_EPSILON
+        ):
+            layer.call = _fused_call(layer)
+            changed.append(layer)
+    return changed
+
+
+def _batch_norms(model):
+    from cnnviz.models import walk_layers
+
+    return [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def _fused_call(layer):
+    """`layer.call` with the fused kernel for training on 4-D channels-last inputs; Keras' call otherwise."""
+    import tensorflow as tf
+
+    keras_call = type(layer).call
+
+    def call(inputs, training=None, mask=None):
+        if not (training and layer.trainable) or mask is not None or len(inputs.shape) != 4:
+            return keras_call(layer, inputs, training=training, mask=mask)
+        if layer.axis not in (-1, 3):
+            return keras_call(layer, inputs, training=training, mask=mask)
+        x = tf.cast(inputs, "float32")  # as Keras: statistics in float32 whatever the policy
+        channels = x.shape[-1]
+        scale = tf.cast(layer.gamma, "float32") if layer.scale else tf.ones([channels])
+        offset = tf.cast(layer.beta, "float32") if layer.center else tf.zeros([channels])
+        outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x,
+            scale=scale,
+            offset=offset,
+            mean=tf.constant([], "float32"),
+            variance=tf.constant([], "float32"),
+            epsilon=layer.epsilon,
+            exponential_avg_factor=1.0,
+            data_format="NHWC",
+            is_training=True,
+        )
+        # The kernel returns the sample variance (divided by n - 1); Keras' running average takes the
+        # population variance (divided by n), so the two give the same averages. n = 1: 0, as Keras.
+        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), "float32")
+        variance = tf.math.multiply_no_nan(variance, (count - 1.0) / count)
+        momentum = layer.momentum
+        layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+        layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))
+        # A NaN or infinite input makes the batch's statistics NaN, and Keras' own code carries that into
+        # every output. Grappler fuses this kernel with a following ReLU, which turns NaN into 0: the loss
+        # would stay finite and the NaN guard (`control.NanGuard`) would not see the broken run.
+        outputs = outputs + 0.0 * (mean + variance)
+        return tf.cast(outputs, layer.compute_dtype)
+
+    return call
