@@ -1,6 +1,6 @@
 """Benchmarks for the core issue; prints a markdown table of figures and targets.
 
-Run: python bench/core.py [throughput] [accuracy] [shapes] [import]   (default: all)
+Run: python bench/core.py [throughput] [accuracy] [shapes] [import] [batch_norm]   (default: all but batch_norm)
 
 Each speed figure is compared with a baseline measured in the same run, as
 ratios, because this machine is noisy.
@@ -89,6 +89,61 @@ def bench_throughput(samples=12800, epochs=2):
     )
 
 
+def bench_batch_norm(rounds=8):
+    """The `fast` design at batch 32, plain fit with Keras' own batch norm against the same fit with the fused
+    kernel `cnnviz.train` uses (`cnnviz.training.batch_norm.fuse`), and without batch norm as a floor.
+    Interleaved, 2 epochs of 1,280 random images per round; medians of wall-clock and of CPU-time rates."""
+    import statistics
+
+    from cnnviz.models import build_model, preset_config
+    from cnnviz.training import batch_norm
+    from cnnviz.training.optimizers import make_optimizer
+
+    rng = np.random.default_rng(0)
+    for shape in ((28, 28, 1), (64, 64, 3)):
+        images = rng.uniform(0, 255, (1280, *shape)).astype("float32")
+        labels = rng.integers(0, 10, len(images))
+        models = {}
+        for name, overrides, fused in (
+            ("keras", {}, False),
+            ("fused", {}, True),
+            ("none", {"batch_norm": False}, False),
+        ):
+            model = build_model(preset_config("fast", shape, 10, **overrides))
+            if fused:
+                batch_norm.fuse(model)
+            model.compile(make_optimizer("muon", 0.02), "sparse_categorical_crossentropy")
+            model.fit(images, labels, batch_size=32, epochs=1, verbose=0)  # traced and warm
+            models[name] = model
+        wall = {name: [] for name in models}
+        cpu = {name: [] for name in models}
+        for _ in range(rounds):
+            for name, model in models.items():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                model.fit(images, labels, batch_size=32, epochs=2, verbose=0)
+                wall[name].append(2 * len(images) / (time.perf_counter() - start))
+                cpu[name].append(2 * len(images) / (time.process_time() - start_cpu))
+        side = "x".join(map(str, shape))
+        median = {name: statistics.median(rates) for name, rates in wall.items()}
+        median_cpu = {name: statistics.median(rates) for name, rates in cpu.items()}
+        for name in models:
+            record(
+                f"fast {side}, batch 32, batch norm {name}: samples/s (per CPU second)",
+                f"{median[name]:.0f} ({median_cpu[name]:.0f})",
+                "baseline" if name == "keras" else "",
+            )
+        record(
+            f"fast {side}: fused / Keras batch norm samples/s",
+            round(median["fused"] / median["keras"], 2),
+            "> 1",
+        )
+        record(
+            f"fast {side}: fused / Keras, per CPU second",
+            round(median_cpu["fused"] / median_cpu["keras"], 2),
+            "> 1",
+        )
+
+
 def _cli_train_evaluate(source, budget):
     with tempfile.TemporaryDirectory() as folder:
         model = os.path.join(folder, "m.keras")
@@ -173,6 +228,7 @@ def main():
         "accuracy": bench_accuracy,
         "shapes": bench_shapes,
         "import": bench_import,
+        "batch_norm": bench_batch_norm,
     }
     for name in chosen:
         functions[name]()
