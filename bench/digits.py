@@ -1,7 +1,7 @@
 """Time to accuracy on real handwritten digits: `cnnviz train` with no flags against the keras.io
 "Simple MNIST convnet", side by side in one run.
 
-Run: python bench/digits.py [--seeds 0 1 2] [--budgets 10 30] [--peer-seconds 60] [--mnist DIR]
+Run: python bench/digits.py [--seeds 0 1 2] [--budgets 10 30] [--peer-seconds 60] [--mnist DIR] [--flags "..."]
 
 The digits, written out as 28x28 gray PNGs in class folders with `train/` and `test/` folders (so every run
 tests on the same images):
@@ -23,7 +23,8 @@ tests on the same images):
   its accuracy on the test digits.
 - cnnviz: `cnnviz train --data FOLDER --time-budget B --out M` as a new user types it (a subprocess: its
   TensorFlow import and image loading are not in the budget, as for the peer), then `cnnviz evaluate M --data
-  FOLDER --json` on the same test digits.
+  FOLDER --json` on the same test digits. `--flags "--augment --batch-size 64"` adds those flags to every
+  `cnnviz train` (a recipe, measured as a user types it); the targets are for no flags.
 
 Results go to bench/digits-last.json and a markdown table.
 """
@@ -31,6 +32,7 @@ Results go to bench/digits-last.json and a markdown table.
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -183,13 +185,13 @@ def peer(root: Path, seconds: float, seed: int) -> dict:
     return {"accuracy": accuracy, "epochs": len(history.history["loss"]), "seconds": round(train_seconds, 1)}
 
 
-def cnnviz_cli(root: Path, budget: float, seed: int, folder: Path) -> dict:
-    """`cnnviz train` with no flags but the budget (and the seed), then `cnnviz evaluate` on the test folder."""
+def cnnviz_cli(root: Path, budget: float, seed: int, folder: Path, flags: tuple[str, ...] = ()) -> dict:
+    """`cnnviz train` with no flags but the budget, the seed and `flags`, then `cnnviz evaluate` on the test folder."""
     model = folder / f"digits-{budget}-{seed}.keras"
     cli = [sys.executable, "-m", "cnnviz"]
     train = subprocess.run(
         [*cli, "train", "--data", str(root), "--time-budget", str(budget), "--seed", str(seed),
-         "--out", str(model), "--json"],
+         *flags, "--out", str(model), "--json"],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     trained = json.loads(train.stdout)
@@ -218,7 +220,9 @@ def main():
     parser.add_argument(
         "--mnist", type=Path, default=None, help="folder with MNIST's four IDX files: 8,000 / 2,000 digits"
     )
+    parser.add_argument("--flags", default="", help="more `cnnviz train` flags, one string (a recipe)")
     args = parser.parse_args()
+    flags = tuple(shlex.split(args.flags))
 
     folder = args.data or Path(tempfile.mkdtemp(prefix="cnnviz-digits-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -229,9 +233,9 @@ def main():
         results["peer"].append(peer(root, args.peer_seconds, seed))
         print(f"seed {seed}: keras.io convnet, {args.peer_seconds:g} s: {results['peer'][-1]}", flush=True)
         for budget in args.budgets:
-            run = cnnviz_cli(root, budget, seed, folder)
+            run = cnnviz_cli(root, budget, seed, folder, flags)
             results[f"cnnviz_{budget:g}s"].append(run)
-            print(f"seed {seed}: cnnviz train --time-budget {budget:g}: {run}", flush=True)
+            print(f"seed {seed}: cnnviz train --time-budget {budget:g} {args.flags}: {run}", flush=True)
 
     def mean(name):
         return statistics.mean(run["accuracy"] for run in results[name])
@@ -243,7 +247,8 @@ def main():
         accuracy = mean(f"cnnviz_{budget:g}s")
         each = ", ".join(f"{run['accuracy']:.1%}" for run in results[f"cnnviz_{budget:g}s"])
         target = {10.0: f">= {peer_accuracy:.2%} (the peer's)", 30.0: ">= 99.3 %"}.get(budget, "")
-        rows.append((f"`cnnviz train --time-budget {budget:g}`, no other flags (seeds: {each})",
+        said = f" {args.flags}`" if flags else "`, no other flags"
+        rows.append((f"`cnnviz train --time-budget {budget:g}{said} (seeds: {each})",
                      f"{accuracy:.2%}", target))  # fmt: skip
     print(f"\n| figure ({test_count:,} real test digits, {root.name}) | measured | target |\n|---|---|---|")
     for row in rows:
