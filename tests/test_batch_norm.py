@@ -95,10 +95,51 @@ def test_inference_other_ranks_and_layers_it_cannot_cover_run_keras_own_code():
         keras.layers.BatchNormalization(renorm=True),
         keras.layers.BatchNormalization(synchronized=True),
         keras.layers.BatchNormalization(epsilon=1e-6),
+        keras.layers.BatchNormalization(dtype="float64"),
     ]
     model = keras.Sequential([keras.Input((6, 6, 3)), *left_alone, keras.layers.BatchNormalization()])
     assert batch_norm.fuse(model) == [model.layers[-1]]
     assert all("call" not in vars(layer) for layer in left_alone)
+
+
+def test_the_fused_layer_traces_to_the_fused_kernel_in_training_and_keras_does_not():
+    keras_layer, fused_layer = _pair((4, 6, 6, 3))
+    spec = tf.TensorSpec((4, 6, 6, 3), "float32")
+
+    def kernels(layer, training):
+        graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(spec).graph
+        return {op.type for op in graph.get_operations()} & {"FusedBatchNormV3"}
+
+    assert kernels(fused_layer, True) == {"FusedBatchNormV3"}
+    assert kernels(keras_layer, True) == set() and kernels(fused_layer, False) == set()
+
+
+def test_a_nan_pixel_makes_the_training_loss_nan_as_with_keras_own_batch_norm():
+    # Without care the fused step's loss stayed finite here (ln 2: the network's outputs flattened), so
+    # cnnviz's NaN guard missed the broken run.
+    images = np.random.default_rng(6).integers(0, 100, (32, 16, 16, 3)).astype("float32")
+    images[0, 0, 0, 0] = np.nan
+    labels = np.arange(32) % 2
+    losses = {}
+    for fused in (False, True):
+        model = build_model(SMALL)
+        changed = batch_norm.fuse(model) if fused else []
+        assert len(changed) == (2 if fused else 0)
+        model.compile("adam", "sparse_categorical_crossentropy", jit_compile=False)
+        losses[fused] = float(model.train_on_batch(images, labels))
+    assert np.isnan(losses[False]) and np.isnan(losses[True])
+
+
+def test_the_layers_are_put_back_when_fit_raises():
+    model = build_model(SMALL)
+    norms = [layer for layer in walk_layers(model) if _is_norm(layer)]
+    with (
+        pytest.raises(RuntimeError, match="interrupted"),
+        batch_norm.for_training(model, steps_per_epoch=2, shorten=True),
+    ):
+        assert all("call" in vars(layer) and layer.momentum == 0.5 for layer in norms)
+        raise RuntimeError("interrupted")
+    assert all("call" not in vars(layer) and layer.momentum == 0.9 for layer in norms)
 
 
 def test_train_fits_every_batch_norm_fused_and_hands_back_plain_keras_layers(tiny_arrays):

@@ -2,17 +2,18 @@
 
 `train` wraps Keras' `fit` in `for_training(model, ...)`. For the run:
 
-- each trainable `keras.layers.BatchNormalization` on 4-D images normalizes a
-  batch with TensorFlow's fused kernel (`FusedBatchNormV3`, oneDNN on the CPU,
-  cuDNN on a GPU), as `tf.keras` did, where Keras 3 composes a dozen separate
-  operations, forward and backward. Same outputs, gradients and running
-  averages to float32 round-off; on 2 CPU cores the `fast` design at batch 32
-  trained about 1.5x faster (docs/BENCHMARKS.md, "Fused batch norm");
+- plain Keras `BatchNormalization` layers (see `fuse` for the few left
+  alone) normalize a training batch of 4-D images with TensorFlow's fused
+  kernel (`FusedBatchNormV3`, oneDNN on the CPU, cuDNN on a GPU), as `tf.keras`
+  did, where Keras 3 composes a dozen separate operations, forward and
+  backward. Same outputs, gradients and running averages to float32
+  round-off; on 2 CPU cores the `fast` design at batch 32 trained 1.6x faster
+  at 28x28x1 and 1.2x at 64x64x3 (docs/BENCHMARKS.md, "Fused batch norm");
 - for designs cnnviz builds, the running averages span at most half an epoch
   (`shorten_averages`).
 
 Afterwards every layer is as it was: the model `train` hands back is plain
-Keras, and nothing of this is saved.
+Keras. (Checkpoints written during the run carry the shortened momentum.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import contextlib
 
 import keras
 
-#: The fused kernel's smallest epsilon (cuDNN's); layers with a smaller one keep Keras' code.
+#: The smallest epsilon given to the fused kernel (cuDNN's minimum, 1e-5, with tf.keras' margin); layers with a
+#: smaller one keep Keras' code.
 _FUSED_MIN_EPSILON = 1.001e-5
 
 
@@ -34,13 +36,14 @@ def for_training(model, steps_per_epoch: int, *, shorten: bool):
         steps_per_epoch: batches per epoch of the run.
         shorten: whether to apply `shorten_averages` (designs cnnviz builds).
     """
-    momentum = shorten_averages(model, steps_per_epoch) if shorten else {}
-    fused = fuse(model)
+    momentum, fused = {}, []
     try:
+        momentum = shorten_averages(model, steps_per_epoch) if shorten else {}
+        fused = fuse(model)
         yield
     finally:
         for layer in fused:
-            del layer.call  # the class's own call again
+            vars(layer).pop("call", None)  # the class's own call again
         for layer, value in momentum.items():
             layer.momentum = value
         if fused or momentum:  # a later fit traces its step again, with Keras' own layers
@@ -74,13 +77,14 @@ def shorten_averages(model, steps_per_epoch: int) -> dict:
 def fuse(model) -> list:
     """Gives each plain Keras batch norm layer of `model` a training step on the fused kernel.
 
-    Layers of a subclass, with renormalization, synchronized statistics or an
-    epsilon under 1.001e-5 are left alone, and so is any call the fused kernel does not cover (a mask,
+    Layers of a subclass, with renormalization, synchronized statistics, an
+    epsilon under 1.001e-5, or variables or computations in another dtype than
+    float32 (mixed precision computes in float32 too) are left alone, and so is any call the fused kernel does not cover (a mask,
     inputs that are not `(batch, height, width, channels)`, inference): those
     run Keras' own code. Only with the TensorFlow backend.
 
     Returns:
-        The layers changed; `del layer.call` puts each back.
+        The layers changed; removing the instance's `call` puts each back.
     """
     if keras.backend.backend() != "tensorflow":
         return []
@@ -91,6 +95,8 @@ def fuse(model) -> list:
             and not layer.renorm
             and not layer.synchronized
             and layer.epsilon >= _FUSED_MIN_EPSILON
+            and layer.variable_dtype == "float32"
+            and layer.compute_dtype in ("float32", "bfloat16", "float16")
         ):
             layer.call = _fused_call(layer)
             changed.append(layer)
@@ -100,7 +106,8 @@ def fuse(model) -> list:
 def _batch_norms(model):
     from cnnviz.models import walk_layers
 
-    return [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = (layer for layer in walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization))
+    return list(dict.fromkeys(layers))  # a layer used twice, once
 
 
 def _fused_call(layer):
@@ -137,9 +144,11 @@ def _fused_call(layer):
         layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
         layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))
         # A NaN or infinite input makes the batch's statistics NaN, and Keras' own code carries that into
-        # every output. Grappler fuses this kernel with a following ReLU, which turns NaN into 0: the loss
-        # would stay finite and the NaN guard (`control.NanGuard`) would not see the broken run.
-        outputs = outputs + 0.0 * (mean + variance)
+        # every output of the channel. Through the fused kernel it did not reach the loss: one NaN pixel gave
+        # the `fast` design a finite loss (ln 2, flat outputs) where Keras' layer gives NaN, so the NaN guard
+        # (`control.NanGuard`) missed the broken run. So the outputs of a channel whose statistics are not
+        # finite are NaN. (A select, not `+ 0 * statistics`, which grappler may fold away.)
+        outputs = tf.where(tf.math.is_finite(mean + variance), outputs, float("nan"))
         return tf.cast(outputs, layer.compute_dtype)
 
     return call
