@@ -119,9 +119,10 @@ def _fused_call(layer):
     keras_call = type(layer).call
 
     def call(inputs, training=None, mask=None):
-        if not (training and layer.trainable) or mask is not None or len(inputs.shape) != 4:
-            return keras_call(layer, inputs, training=training, mask=mask)
-        if layer.axis not in (-1, 3):
+        covered = (
+            training and layer.trainable and mask is None and len(inputs.shape) == 4 and layer.axis in (-1, 3)
+        )
+        if not covered:
             return keras_call(layer, inputs, training=training, mask=mask)
         x = tf.cast(inputs, "float32")  # as Keras: statistics in float32 whatever the policy
         channels = x.shape[-1]

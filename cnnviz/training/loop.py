@@ -116,6 +116,8 @@ def train(
     parts += _checkpointer(state, checkpoint_path, strategy)
     recorder = TimelineRecorder.from_source(source, config.timeline, on_event) if config.timeline else None
     _compile(model, config, strategy)
+    # (epochs, steps per epoch); no epoch count: StopConditions ends the run.
+    length = (config.epochs or 2**31 - 1, state.steps_per_epoch)
     with batch_norm.for_training(model, state.steps_per_epoch, shorten=from_design):
         train_seconds = _fit(
             model,
@@ -127,10 +129,7 @@ def train(
                 augmentation=make_augmentation(config, config.seed),
             ),
             source.dataset("validation", max(batch_size, 256)) if has_validation else None,
-            (
-                config.epochs or 2**31 - 1,
-                state.steps_per_epoch,
-            ),  # no epoch count: StopConditions ends the run
+            length,
             [*parts, *([recorder] if recorder else []), *_logs(log_dir, strategy), *callbacks],
             strategy,
             verbose,
