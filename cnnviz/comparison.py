@@ -214,7 +214,9 @@ def compare(
     check_variants(variants)
     source = as_source(data)
     if model_config is None:
-        model_config = preset_config("fast", source.image_shape, source.num_classes)
+        model_config = preset_config(
+            "fast", source.image_shape, source.num_classes, num_images=source.size("train")
+        )
     check_variants(variants, model_config)
     train_config = train_config or TrainConfig()
     if time_budget is not None:

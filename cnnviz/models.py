@@ -289,6 +289,25 @@ def _make(family: type, values: Mapping[str, Any]):
         raise ConfigError(f"not a {family.family} design: {error}.") from None
 
 
+#: Images whose shorter side has fewer pixels are small, and sets of at least `MANY_IMAGES` training images
+#: are many (`many_small_images`). Many small images are cheap one by one and plentiful enough to fit a
+#: deeper network: the `fast` preset gives them two convolutions per block of at most 64 channels,
+#: `cnnviz.TrainConfig`'s default batch is 64 for them, and the CLI and the studio shift them a little by
+#: default. On 8,000 real digits that took `cnnviz train --time-budget 30` from 98.77 % to 99.40 %. Fewer
+#: images keep the plain design and batch 32: on 1,797 digits or a 60-image folder, the deeper network and the
+#: larger batch lost accuracy in short runs (docs/BENCHMARKS.md, "Faster to a good model").
+SMALL_IMAGE_PX = 48
+MANY_IMAGES = 4000
+
+
+def many_small_images(image_shape, num_images: int | None) -> bool:
+    """Whether `num_images` training images of `image_shape` `(height, width, ...)` are many small ones:
+    the shorter side under `SMALL_IMAGE_PX` and at least `MANY_IMAGES` of them (`None`: not known, no)."""
+    return (
+        num_images is not None and num_images >= MANY_IMAGES and min(tuple(image_shape)[:2]) < SMALL_IMAGE_PX
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Preset:
     """A named starting design: a family, its fields, and rules that adapt them to the images.
@@ -300,6 +319,8 @@ class Preset:
         fields: the family's fields (flat names) this preset sets.
         stem_stride_from_px: images whose shorter side has at least this many
             pixels start with a stride-2 convolution; `None`: never.
+        many_small_fields: fields for many small images (`many_small_images`),
+            unless given as overrides.
         unpooled_last_block: every block but the last ends in pooling, unless
             `pooled_blocks` is given (pooling a 4x4 map to 2x2 only loses detail).
     """
@@ -309,13 +330,24 @@ class Preset:
     family: type
     fields: Mapping[str, Any]
     stem_stride_from_px: int | None = None
+    many_small_fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     unpooled_last_block: bool = False
 
-    def config(self, input_shape=(64, 64, 3), num_classes: int = 4, **overrides: Any) -> ModelConfig:
-        """The preset's design for images of `input_shape` and `num_classes` classes, with `overrides`."""
+    def config(
+        self,
+        input_shape=(64, 64, 3),
+        num_classes: int = 4,
+        *,
+        num_images: int | None = None,
+        **overrides: Any,
+    ) -> ModelConfig:
+        """The preset's design for `num_images` training images (`None`: not known) of `input_shape` and
+        `num_classes` classes, with `overrides`."""
         values = dict(self.fields)
         if self.stem_stride_from_px is not None and min(tuple(input_shape)[:2]) >= self.stem_stride_from_px:
             values["stem_stride"] = 2
+        if many_small_images(input_shape, num_images):
+            values.update(self.many_small_fields)
         values.update(overrides)
         if self.unpooled_last_block and "pooled_blocks" not in overrides:
             values["pooled_blocks"] = values.get("conv_blocks", ConvNetConfig.conv_blocks) - 1
@@ -331,13 +363,16 @@ PRESETS: dict[str, Preset] = {
         # Tuned for accuracy per second on a 2-core CPU: batch norm lets a high
         # learning rate converge in few epochs; global average pooling keeps the
         # head tiny; images of 48 px and more start with a stride-2 convolution
-        # (a quarter of the cost, measured 98% on shapes in 30 s vs 50% without).
+        # (a quarter of the cost, measured 98% on shapes in 30 s vs 50% without);
+        # many small images get two convolutions per block, at most 64 channels
+        # (the last block works on a 3x3 map at 28 px; `SMALL_IMAGE_PX`).
         Preset(
             "fast",
             "fast: tuned for a CPU (batch norm, global pooling)",
             ConvNetConfig,
             dict(conv_blocks=4, filters=16, convs_per_block=1, padding="same", batch_norm=True),
-            stem_stride_from_px=48,
+            stem_stride_from_px=SMALL_IMAGE_PX,
+            many_small_fields=dict(convs_per_block=2, max_filters=64),
             unpooled_last_block=True,
         ),
         # keras.io "Simple MNIST convnet": Conv32-Pool-Conv64-Pool-Flatten-Drop.5-
@@ -415,6 +450,8 @@ def preset_config(
     name: str = DEFAULT_PRESET,
     input_shape: tuple[int, int, int] = (64, 64, 3),
     num_classes: int = 4,
+    *,
+    num_images: int | None = None,
     **overrides: Any,
 ) -> ModelConfig:
     """Returns the design of preset `name` for the given data.
@@ -423,6 +460,9 @@ def preset_config(
         name: one of `PRESETS`. Defaults to `"fast"`.
         input_shape: `(height, width, channels)` of the images.
         num_classes: int, number of classes.
+        num_images: int, how many training images there are, or `None` when
+            not known: the `fast` preset goes deeper for many small images
+            (`many_small_images`).
         **overrides: fields of the preset's family to change (flat names).
 
     Raises:
@@ -430,17 +470,20 @@ def preset_config(
     """
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
-    return PRESETS[name].config(input_shape, num_classes, **overrides)
+    return PRESETS[name].config(input_shape, num_classes, num_images=num_images, **overrides)
 
 
-def fit_design(design, input_shape, num_classes: int, **changes: Any) -> ModelConfig:
-    """A preset name or a design, fitted to images of `input_shape` and `num_classes` classes, with `changes`.
+def fit_design(
+    design, input_shape, num_classes: int, *, num_images: int | None = None, **changes: Any
+) -> ModelConfig:
+    """A preset name or a design, fitted to images of `input_shape` and `num_classes` classes (and, for a
+    preset, `num_images` training images: `preset_config`), with `changes`.
 
     Raises:
         ConfigError: unknown preset, a field of the other family, or bad values.
     """
     if isinstance(design, str):
-        return preset_config(design, input_shape, num_classes, **changes)
+        return preset_config(design, input_shape, num_classes, num_images=num_images, **changes)
     if not is_model_config(design):
         raise ConfigError(f"a design is a preset name, a ConvNetConfig or a TransferConfig, got {design!r}.")
     return design.replace(**changes, input_shape=tuple(input_shape), num_classes=int(num_classes))

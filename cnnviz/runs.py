@@ -46,6 +46,35 @@ def train_config(**settings: Any) -> TrainConfig:
     return TrainConfig(**settings)
 
 
+def training_images(data) -> int:
+    """How many training images a loaded `cnnviz.Dataset` or `cnnviz.ImageStream` has, before any validation
+    hold-out: what the defaults for many small images count (`cnnviz.models.many_small_images`)."""
+    return len(data.train)
+
+
+def augments_by_default(data) -> bool:
+    """Whether a run on `data` augments when nobody said (the CLI without `--augment` / `--no-augment`, the
+    studio's "Augment: auto"): for many small images (`cnnviz.training.config.default_augmentation`)."""
+    from cnnviz.training.config import default_augmentation
+
+    return bool(default_augmentation(data.image_shape, training_images(data)))
+
+
+def defaults_note(data) -> str | None:
+    """A sentence on the defaults that `data` gets as many small images (`cnnviz.models.many_small_images`),
+    or `None` when it does not."""
+    from cnnviz.models import SMALL_IMAGE_PX, many_small_images
+    from cnnviz.training.config import MANY_SMALL_BATCH
+
+    if not many_small_images(data.image_shape, training_images(data)):
+        return None
+    return (
+        f"{training_images(data):,} training images under {SMALL_IMAGE_PX} px a side: unless you choose "
+        f"otherwise, they train in batches of {MANY_SMALL_BATCH} with small random shifts, and the fast design "
+        "gives them two convolutions per block, of at most 64 channels."
+    )
+
+
 def load_data(
     source: str,
     *,
@@ -101,7 +130,13 @@ class TrainRequest:
         """The design to build, for this data."""
         from cnnviz.models import fit_design
 
-        return fit_design(self.design, self.data.image_shape, self.data.num_classes, **self.changes)
+        return fit_design(
+            self.design,
+            self.data.image_shape,
+            self.data.num_classes,
+            num_images=training_images(self.data),
+            **self.changes,
+        )
 
     def provenance(self, model_config) -> dict[str, Any]:
         """What the saved model records about how it was made."""
@@ -119,8 +154,12 @@ class TrainRequest:
             "design": self.design if isinstance(self.design, str) else model_config.name,
             "changes": dict(self.changes),
             "model_config": model_config.to_dict(),
-            # The rate the run used, also when the config left it to the optimizer (learning_rate None).
-            "train_config": {**self.config.to_dict(), "learning_rate": self.config.peak_learning_rate},
+            # The rate and batch the run used, also when the config left them to the defaults (None).
+            "train_config": {
+                **self.config.to_dict(),
+                "learning_rate": self.config.peak_learning_rate,
+                "batch_size": self.config.batch_size_for(self.data.image_shape, training_images(self.data)),
+            },
         }
         path = Path(self.source).expanduser()
         if path.exists():  # a folder or zip: found again from any working directory

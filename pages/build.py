@@ -21,13 +21,15 @@ data_name, data = current_data_or_stop()
 session = studio()
 
 preset = settings.draw("build.preset")
-base = cnnviz.preset_config(preset, data.image_shape, data.num_classes)
-if session.build_loaded_for != (preset, data.image_shape):
+base = cnnviz.preset_config(
+    preset, data.image_shape, data.num_classes, num_images=cnnviz.runs.training_images(data)
+)
+if session.build_loaded_for != (preset, base):
     # A new preset (or new data) resets the sliders to it; on the first visit, a shared link's values stay.
     from_link = session.build_loaded_for is None and any(
         key in st.session_state for key in settings.design_widgets(base)
     )
-    session.build_loaded_for = (preset, data.image_shape)
+    session.build_loaded_for = (preset, base)
     if not from_link:
         settings.load_design(base)
 
@@ -39,6 +41,8 @@ if isinstance(base, cnnviz.TransferConfig):
         f"fine-tune them too. ImageNet weights download once (about {BACKBONES[base.backbone].megabytes:g} MB) "
         "into the Keras cache."
     )
+elif preset == "fast" and (note := cnnviz.runs.defaults_note(data)) is not None:
+    st.caption(note)
 settings.draw_in_columns(settings.design_widgets(base), st.columns(3))
 try:
     config = base.replace(**settings.design_changes(base), name="custom")

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import cnnviz
-from cnnviz import plotting
+from cnnviz import plotting, runs
 from cnnviz.comparison import VARIANTS, check_variants
 from cnnviz.models import fit_design
 from ui import runtime, settings
@@ -45,7 +45,9 @@ if submitted and not running:
         st.error("Choose at least one variant to compare.")
         st.stop()
     try:
-        config = fit_design(chosen_design(design), data.image_shape, data.num_classes)
+        config = fit_design(
+            chosen_design(design), data.image_shape, data.num_classes, num_images=runs.training_images(data)
+        )
         check_variants(variants, config)
     except cnnviz.CnnvizError as error:
         st.error(f"{error} Change the settings and try again.")

@@ -49,6 +49,8 @@ running = job is not None and job.running
 
 source, data = current_data_or_stop()
 st.caption(f"Data: **{data.summary()}** (change it on the Data page).")
+if (note := runs.defaults_note(data)) is not None:
+    st.caption(note)
 with st.form("train.form"):
     chosen = settings.draw_in_columns(settings.group("train"), st.columns(3))
     submitted = st.form_submit_button("Train", type="primary", disabled=running)
@@ -60,7 +62,7 @@ if submitted and not running:
             data,
             source,
             chosen_design(chosen["train.design"]),
-            config=cnnviz.TrainConfig(**settings.train_settings()),
+            config=cnnviz.TrainConfig(**settings.train_settings(runs.augments_by_default(data))),
         )
         request.model_config()  # a design that does not fit the data says so now, not in the background
     except cnnviz.CnnvizError as error:

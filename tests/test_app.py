@@ -273,6 +273,10 @@ def test_train_page_trains_two_epochs_and_offers_the_model():
     history = _studio(app).history
     assert len(history) == 1 and history[0]["epochs"] == 2 and history[0]["data"] == "digits"
     assert history[0]["validation accuracy"] > 0.9
+    # 1,797 digits are few: "Augment: auto" does not shift them, and the auto batch is 32.
+    assert app.select_slider(key="train.augment").value == "auto"
+    job = _studio(app).training_job
+    assert job.request.config.translate == 0.0 and job.result.config.batch_size == 32
     assert any("Validation accuracy" in message.value for message in app.success)
     rate = f"{_studio(app).training_job.result.samples_per_second:,.0f} images a second"
     assert any(rate in message.value for message in app.success)

@@ -212,7 +212,11 @@ def test_evaluate_reuses_the_training_seed_for_an_unseen_test_split(capsys, tmp_
     assert status == 0, err
     from cnnviz.saving import get_metadata
 
-    assert get_metadata(cnnviz.load_model(model_path))["training"]["seed"] == 7
+    training = get_metadata(cnnviz.load_model(model_path))["training"]
+    assert training["seed"] == 7
+    # 1,797 digits are few: no shifts, batch 32, one convolution per block, and no note about it.
+    assert (training["train_config"]["translate"], training["train_config"]["batch_size"]) == (0.0, 32)
+    assert training["model_config"]["convs_per_block"] == 1 and "training images under" not in err
     seeds = []
     real_load = commands._load_data
 
@@ -224,6 +228,49 @@ def test_evaluate_reuses_the_training_seed_for_an_unseen_test_split(capsys, tmp_
     assert _run(capsys, "evaluate", str(model_path), "--data", "digits")[0] == 0
     assert _run(capsys, "evaluate", str(model_path), "--data", "digits", "--seed", "3")[0] == 0
     assert seeds == [7, 3]
+
+
+def test_train_on_many_small_images_shifts_them_in_batches_of_64_unless_told_otherwise(
+    capsys, tmp_path, monkeypatch
+):
+    import cnnviz
+    from cnnviz.cli import commands
+    from cnnviz.data import Split
+    from cnnviz.saving import get_metadata
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (4100, 8, 8, 1), dtype=np.uint8), np.arange(4100) % 2
+    many = cnnviz.Dataset(
+        "tiny",
+        ("a", "b"),
+        Split(images[:4000], labels[:4000]),
+        Split(images[:0], labels[:0]),
+        Split(images[4000:], labels[4000:]),
+    )
+    monkeypatch.setattr(commands, "_load_data", lambda source, **options: many)
+    for flags, translate, batch in (((), 0.06, 64), (("--no-augment", "--batch-size", "16"), 0.0, 16)):
+        path = tmp_path / f"tiny{len(flags)}.keras"
+        argv = [
+            "train",
+            "--data",
+            "tiny",
+            "--epochs",
+            "1",
+            "--set",
+            "conv_blocks=2",
+            *flags,
+            "--out",
+            str(path),
+        ]
+        status, _, err = _run(capsys, *argv)
+        assert status == 0, err
+        assert "4,000 training images under 48 px a side" in err  # the CLI says why
+        training = get_metadata(cnnviz.load_model(path))["training"]
+        assert (training["train_config"]["translate"], training["train_config"]["batch_size"]) == (
+            translate,
+            batch,
+        )
+        assert training["model_config"]["convs_per_block"] == 2
 
 
 def test_ctrl_c_during_training_saves_the_model_so_far(tmp_path):
@@ -398,7 +445,7 @@ def test_every_train_config_field_is_a_flag_of_train_and_compare(capsys):
         ]
     )
     assert given_fields(args, TrainConfig) == {"schedule": "constant", "flip": "horizontal"}
-    config = _train_config(args)
+    config = _train_config(args, args.augment)
     assert (config.schedule, config.flip, config.translate, config.epochs) == (
         "constant",
         "horizontal",
@@ -406,7 +453,7 @@ def test_every_train_config_field_is_a_flag_of_train_and_compare(capsys):
         10,
     )
     budget_only = _train_config(
-        parser.parse_args(["train", "--data", "d", "--out", "m.keras", "--time-budget", "5"])
+        parser.parse_args(["train", "--data", "d", "--out", "m.keras", "--time-budget", "5"]), False
     )
     assert (budget_only.epochs, budget_only.time_budget) == (None, 5.0)  # until the budget is spent
     assert main(["train", "--data", "digits", "--out", "m.keras", "--flip", "sideways"]) == 2
@@ -419,7 +466,10 @@ def test_each_train_flag_states_its_default_once(capsys):
     action = next(a for a in build_parser()._actions if a.dest == "command")
     helps = {a.dest: a.help for a in action.choices["train"]._actions if a.help}
     assert helps["epochs"].count("default 10") == 1  # its own help says it; none added twice
-    assert helps["batch_size"].endswith("(default 32)")  # added where the help does not say it
+    assert helps["early_stopping"].endswith("(default 0)")  # added where the help does not say it
+    assert helps["batch_size"].endswith(
+        "(default: 64 for 4,000 or more training images under 48 px a side, else 32)"
+    )
     assert all(text.count("(default") <= 1 for text in helps.values())
 
 

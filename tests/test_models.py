@@ -163,6 +163,24 @@ def test_presets_are_data_and_the_fast_rules_apply_by_image_size():
     assert other.config((64, 64, 3), 4).replace(name="fast") == large  # the rules live in the data
 
 
+def test_the_fast_preset_gives_many_small_images_two_convolutions_per_block_and_others_one():
+    def blocks(shape, num_images, **overrides):
+        return preset_config("fast", shape, 10, num_images=num_images, **overrides).convs_per_block
+
+    many = preset_config("fast", (28, 28, 1), 10, num_images=4000)  # 4,000 or more images under 48 px a side
+    assert (many.convs_per_block, many.max_filters) == (2, 64)
+    assert preset_config("fast", (28, 28, 1), 10).max_filters == ConvNetConfig.max_filters
+    assert preset_config("fast", (28, 28, 1), 10, num_images=4000, max_filters=128).max_filters == 128
+    assert blocks((28, 28, 1), 3999) == 1
+    assert blocks((28, 28, 1), None) == 1  # not known: the plain design
+    assert blocks((47, 90, 3), 50000) == 2  # the shorter side decides
+    assert blocks((48, 48, 3), 50000) == 1
+    assert blocks((28, 28, 1), 8000, convs_per_block=1) == 1  # a given value wins
+    assert preset_config("keras_mnist", (28, 28, 1), 10, num_images=8000) == preset_config(
+        "keras_mnist", (28, 28, 1), 10
+    )  # the rule is the fast preset's
+
+
 def test_the_same_seed_builds_the_same_weights_without_touching_global_random_state():
     np.random.seed(1)
     draw = np.random.random()

@@ -590,3 +590,36 @@ def test_batch_norm_averages_span_about_half_an_epoch_during_a_run_so_a_tiny_fol
 
 def _is_norm(layer) -> bool:
     return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def test_the_default_batch_is_64_for_many_small_images_and_32_otherwise_and_the_result_says_which():
+    config = TrainConfig()
+    assert config.batch_size is None
+    assert config.batch_size_for((28, 28, 1), 4000) == 64
+    assert config.batch_size_for((28, 28, 1), 3999) == 32
+    assert config.batch_size_for((48, 48, 3), 50000) == 32  # not small
+    assert config.batch_size_for((28, 28, 1), None) == 32
+    assert TrainConfig(batch_size=16).batch_size_for((28, 28, 1), 8000) == 16
+    with pytest.raises(ConfigError, match="batch_size"):
+        TrainConfig(batch_size=0)
+
+    class Steps(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.count = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.count += 1
+
+    rng = np.random.default_rng(0)
+    for count, batch in ((4000, 64), (3999, 32)):
+        images = rng.integers(0, 255, (count, 8, 8, 1), dtype=np.uint8)
+        labels = np.arange(count) % 2
+        steps = Steps()
+        result = cnnviz.train(
+            "fast", (images, labels), TrainConfig(epochs=1, validation_split=0.0), callbacks=[steps]
+        )
+        assert steps.count == math.ceil(count / batch)
+        assert result.config.batch_size == batch  # the result says which batch the run used
+        convolutions = [layer for layer in result.model.layers if isinstance(layer, keras.layers.Conv2D)]
+        # A preset name is fitted to the images as given: two convolutions per block for 4,000 of them.
+        assert len(convolutions) == 4 * (2 if count == 4000 else 1)

@@ -30,7 +30,9 @@ from cnnviz.models import ACTIVATIONS, POOLINGS
 from cnnviz.pretrained import BACKBONE_SIZES, backbone_size
 from cnnviz.training.config import (
     AUGMENTATION_FIELDS,
+    AUTO_AUGMENT_TEXT,
     DEFAULT_AUGMENTATION,
+    DEFAULT_BATCH_TEXT,
     DEFAULT_LEARNING_RATES_TEXT,
     FLIPS,
     OPTIMIZERS,
@@ -357,17 +359,20 @@ SETTINGS: dict[str, Setting] = {
             "train.batch_size",
             "Batch size",
             "select_slider",
-            (8, 16, 32, 64, 128, 256),
-            32,
+            ("auto", 8, 16, 32, 64, 128, 256),
+            "auto",
             field="batch_size",
+            help=f"Auto: {DEFAULT_BATCH_TEXT}.",
+            convert=lambda size: None if size == "auto" else size,
         ),
         Setting(
             "train.augment",
             "Augment",
-            "toggle",
-            None,
-            False,
-            help="Use the augmentation set on the Data page (default: small shifts).",
+            "select_slider",
+            ("off", "auto", "on"),
+            "auto",
+            help="On: use the augmentation set on the Data page (default: small shifts). "
+            f"Auto: {AUTO_AUGMENT_TEXT}.",
         ),
         Setting(
             "train.early_stopping",
@@ -438,10 +443,12 @@ def draw(key: str, place: Any = st, **options: Any) -> Any:
     return getattr(place, setting.widget)(setting.label, list(domain), **common)
 
 
-def train_settings() -> dict[str, Any]:
-    """The `TrainConfig` fields the Train page's settings set, by field name; with "Augment" on,
-    also the augmentation set on the Data page."""
-    prefixes = ("train.", "data.") if value("train.augment") else ("train.",)
+def train_settings(augment_by_default: bool) -> dict[str, Any]:
+    """The `TrainConfig` fields the Train page's settings set, by field name; with "Augment" on (or auto,
+    and `augment_by_default` for the data: `cnnviz.runs.augments_by_default`), also the augmentation set
+    on the Data page."""
+    augment = {"on": True, "off": False, "auto": augment_by_default}[value("train.augment")]
+    prefixes = ("train.", "data.") if augment else ("train.",)
     return {
         setting.field: setting.to_field(value(key))
         for key, setting in SETTINGS.items()

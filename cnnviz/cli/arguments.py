@@ -137,7 +137,7 @@ def _add_design(parser: argparse.ArgumentParser, what: str) -> None:
 
 def _add_train(commands) -> None:
     from cnnviz.distribute import STRATEGIES
-    from cnnviz.training.config import TrainConfig
+    from cnnviz.training.config import AUTO_AUGMENT_TEXT, TrainConfig
 
     train = commands.add_parser("train", help="train a model on a dataset and save it")
     train.add_argument(
@@ -148,10 +148,10 @@ def _add_train(commands) -> None:
     train.add_argument(
         "--augment",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="light augmentation (small random shifts) unless the augmentation flags say otherwise; off by "
-        "default: within a short time budget it costs accuracy (measured: shapes 93.5%% with it vs 98%% "
-        "without in 30 s)",
+        default=None,
+        help="light augmentation (small random shifts) unless the augmentation flags say otherwise. Default: "
+        f"{AUTO_AUGMENT_TEXT.replace('%', '%%')} (on 8,000 real digits it added 0.2 points in 30 s; on "
+        "fewer or larger images a short run lost accuracy with it)",
     )
     train.add_argument(
         "--stream",

@@ -45,12 +45,12 @@ def _load_data(source: str, **kwargs):
             bar.close()
 
 
-def _train_config(args):
+def _train_config(args, augment: bool):
     from cnnviz import runs
     from cnnviz.training.config import DEFAULT_AUGMENTATION, TrainConfig
 
     given = given_fields(args, TrainConfig)
-    return runs.train_config(**({**DEFAULT_AUGMENTATION, **given} if args.augment else given))
+    return runs.train_config(**({**DEFAULT_AUGMENTATION, **given} if augment else given))
 
 
 def _command_train(args) -> int:
@@ -108,7 +108,7 @@ def _train_and_save(args, stop: threading.Event) -> int:
     from cnnviz.distribute import is_chief, make_strategy
 
     out = _model_path(args.out)
-    config = _train_config(args)
+    config = _train_config(args, bool(args.augment))  # bad flags fail here, before TensorFlow loads
     if args.timeline_out is not None:
         if not config.timeline:
             raise UsageError("--timeline-out: add --timeline K (how many probe images to follow, e.g. 8)")
@@ -126,6 +126,10 @@ def _train_and_save(args, stop: threading.Event) -> int:
     )
     if data.report is not None and data.report.skipped:
         print(f"cnnviz: {data.report.summary()}", file=sys.stderr)
+    if args.augment is None and runs.augments_by_default(data):
+        config = _train_config(args, True)
+    if (note := runs.defaults_note(data)) is not None:
+        print(f"cnnviz: {note}", file=sys.stderr)
     request = runs.TrainRequest(
         data,
         args.data,
@@ -419,6 +423,7 @@ def _command_score(args) -> int:
 
 def _command_audit(args) -> int:
     from cnnviz import cleaning as auditing
+    from cnnviz import runs
     from cnnviz.models import fit_design
 
     if args.apply:
@@ -459,7 +464,13 @@ def _command_audit(args) -> int:
     try:
         found = auditing.audit(
             data,
-            design=fit_design(args.preset, data.image_shape, data.num_classes, **dict(args.overrides)),
+            design=fit_design(
+                args.preset,
+                data.image_shape,
+                data.num_classes,
+                num_images=runs.training_images(data),
+                **dict(args.overrides),
+            ),
             folds=args.folds,
             budget=args.budget,
             seed=args.seed,
@@ -495,6 +506,7 @@ def _command_audit(args) -> int:
 
 def _command_compare(args) -> int:
     import cnnviz
+    from cnnviz import runs
     from cnnviz.events import VariantBegin
     from cnnviz.models import fit_design
     from cnnviz.training.config import TrainConfig
@@ -508,7 +520,13 @@ def _command_compare(args) -> int:
     data = _load_data(
         args.data, image_size=args.image_size, seed=train_config.seed, num_samples=args.num_samples
     )
-    model_config = fit_design(args.preset, data.image_shape, data.num_classes, **dict(args.overrides))
+    model_config = fit_design(
+        args.preset,
+        data.image_shape,
+        data.num_classes,
+        num_images=runs.training_images(data),
+        **dict(args.overrides),
+    )
 
     length = f"{time_budget:g} s" if time_budget else f"{train_config.epochs} epochs"
 

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from cnnviz.errors import ConfigError
+from cnnviz.models import MANY_IMAGES, SMALL_IMAGE_PX, many_small_images
 
 OPTIMIZERS = ("muon", "adam", "adamw", "sgd", "rmsprop")
 #: Each optimizer's peak learning rate when `TrainConfig.learning_rate` is `None`: Muon's and Adam's tuned on
@@ -19,6 +20,16 @@ OPTIMIZERS = ("muon", "adam", "adamw", "sgd", "rmsprop")
 DEFAULT_LEARNING_RATES = {"muon": 0.02, "adam": 0.01, "adamw": 0.01, "sgd": 0.05, "rmsprop": 0.001}
 #: The default rates as words, for help texts: "muon 0.02, adam 0.01, ...".
 DEFAULT_LEARNING_RATES_TEXT = ", ".join(f"{name} {rate:g}" for name, rate in DEFAULT_LEARNING_RATES.items())
+#: Images per batch when `TrainConfig.batch_size` is `None`: `MANY_SMALL_BATCH` for many small images
+#: (`cnnviz.models.many_small_images`: each step is cheap, and a larger batch keeps the cores busy), else
+#: `DEFAULT_BATCH` (a small set keeps enough steps per epoch).
+DEFAULT_BATCH = 32
+MANY_SMALL_BATCH = 64
+#: The default batch as words, for help texts.
+DEFAULT_BATCH_TEXT = (
+    f"{MANY_SMALL_BATCH} for {MANY_IMAGES:,} or more training images under {SMALL_IMAGE_PX} px a side, "
+    f"else {DEFAULT_BATCH}"
+)
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "float32", "bfloat16")
 FLIPS = ("none", "horizontal", "vertical", "both")
@@ -29,6 +40,18 @@ AUGMENTATION_AMOUNTS = tuple(name for name in AUGMENTATION_FIELDS if name != "fl
 #: Light augmentation that is safe for every kind of data (no flips: digits and
 #: text must not be mirrored). What "augment" means when nothing else is chosen.
 DEFAULT_AUGMENTATION: dict[str, Any] = {"translate": 0.06}
+#: When the front ends augment if nobody said (the CLI without `--augment` / `--no-augment`, the studio's
+#: "Augment: auto"), as words for help texts: `default_augmentation`.
+AUTO_AUGMENT_TEXT = (
+    f"on for {MANY_IMAGES:,} or more training images under {SMALL_IMAGE_PX} px a side, else off"
+)
+
+
+def default_augmentation(image_shape, num_images: int | None) -> dict[str, Any]:
+    """The augmentation to use when nobody chose: `DEFAULT_AUGMENTATION` for many small images
+    (`cnnviz.models.many_small_images`), else none. Small shifts added 0.2 points on 8,000 real digits in 30 s;
+    on 1,797 digits or 4,200 shapes in a short run they cost accuracy (docs/BENCHMARKS.md)."""
+    return dict(DEFAULT_AUGMENTATION) if many_small_images(image_shape, num_images) else {}
 
 
 def _knob(default: Any, help: str, **metadata: Any) -> Any:
@@ -49,7 +72,9 @@ class TrainConfig:
             `peak_learning_rate` says which. Defaults to `None`.
         schedule: `"cosine"` (warm up, then anneal to ~0 over the epochs or the
             time budget) or `"constant"`. Defaults to `"cosine"`.
-        batch_size: int. Defaults to `32`.
+        batch_size: int, images per batch, or `None` for `batch_size_for` the
+            data: 64 for many small images (`cnnviz.models.many_small_images`),
+            else 32. Defaults to `None`.
         epochs: int, most epochs to run, or `None` to run until the time budget
             is spent (then `time_budget` is required). With both, training stops
             at whichever comes first. Defaults to `10`.
@@ -91,7 +116,7 @@ class TrainConfig:
     schedule: str = _knob(
         "cosine", "cosine: warm up, then anneal over the epochs or the budget", choices=SCHEDULES
     )
-    batch_size: int = _knob(32, "images per batch")
+    batch_size: int | None = _knob(None, f"images per batch (default: {DEFAULT_BATCH_TEXT})")
     epochs: int | None = _knob(10, "most epochs (default 10; with a time budget: until it is spent)")
     time_budget: float | None = _knob(
         None, "stop after this many seconds, keeping the best weights", metavar="SECONDS"
@@ -126,8 +151,10 @@ class TrainConfig:
             not _is_number(self.learning_rate) or not 0 < self.learning_rate <= 100
         ):
             raise ConfigError(f"learning_rate must be a number in (0, 100], got {self.learning_rate!r}.")
-        for name, low, high in (("batch_size", 1, 65536), ("early_stopping", 0, 1000), ("timeline", 0, 64)):
+        for name, low, high in (("early_stopping", 0, 1000), ("timeline", 0, 64)):
             _check_whole(name, getattr(self, name), low, high)
+        if self.batch_size is not None:
+            _check_whole("batch_size", self.batch_size, 1, 65536)
         if self.epochs is not None:
             _check_whole("epochs", self.epochs, 1, 100000)
         if self.time_budget is not None and (
@@ -146,6 +173,13 @@ class TrainConfig:
     def peak_learning_rate(self) -> float:
         """`learning_rate`, or the optimizer's default when it is `None`."""
         return DEFAULT_LEARNING_RATES[self.optimizer] if self.learning_rate is None else self.learning_rate
+
+    def batch_size_for(self, image_shape, num_images: int | None) -> int:
+        """`batch_size`, or when it is `None` the default for `num_images` training images of `image_shape`:
+        `MANY_SMALL_BATCH` for many small ones (`cnnviz.models.many_small_images`), else `DEFAULT_BATCH`."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return MANY_SMALL_BATCH if many_small_images(image_shape, num_images) else DEFAULT_BATCH
 
     @property
     def augments(self) -> bool:
@@ -187,7 +221,7 @@ class TrainResult:
         message: a sentence for people about how training ended.
         val_accuracy: validation accuracy of the returned weights, or `None`.
         precision: the precision actually used, `"float32"` or `"bfloat16"`.
-        config: the `TrainConfig` of the run.
+        config: the `TrainConfig` of the run, with the batch size it used.
         design: the name of the model design that was trained.
         timeline: the `cnnviz.timeline.Snapshot`s (epoch 0, then every
             epoch) when `config.timeline` is on, else `None`.

@@ -103,12 +103,16 @@ def train(
         ConfigError: bad config or data.
     """
     config = config or TrainConfig()
-    source = as_source(data).with_validation(config.validation_split, config.seed)
+    given = as_source(data)
+    # Training images as given, before any validation hold-out: what the defaults for many small images count.
+    num_images = given.size("train")
+    source = given.with_validation(config.validation_split, config.seed)
     if source.size("train") == 0:
         raise ConfigError("there are no training images.")
     _check_strategy(strategy, config)
     from_design = not isinstance(model, keras.Model)
-    model, precision = _resolve_model(model, source, config, strategy, metadata or {})
+    model, precision = _resolve_model(model, source, num_images, config, strategy, metadata or {})
+    config = config.replace(batch_size=config.batch_size_for(source.image_shape, num_images))
     batch_size = min(config.batch_size, source.size("train"))
     state = control.RunState(math.ceil(source.size("train") / batch_size), config.epochs, config.time_budget)
     has_validation = source.size("validation") > 0
@@ -151,13 +155,15 @@ def _scope(strategy):
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
-def _resolve_model(model, source, config: TrainConfig, strategy, metadata: dict) -> tuple[Any, str]:
+def _resolve_model(
+    model, source, num_images: int, config: TrainConfig, strategy, metadata: dict
+) -> tuple[Any, str]:
     """A new model for this run, in the strategy's scope, with class names and metadata; and its precision."""
     from cnnviz.models import build_model, is_model_config, preset_config
     from cnnviz.saving import get_metadata, set_metadata
 
     if isinstance(model, str):
-        model = preset_config(model, source.image_shape, max(source.num_classes, 2))
+        model = preset_config(model, source.image_shape, max(source.num_classes, 2), num_images=num_images)
     if is_model_config(model):
         precision = resolve_precision(config.precision)
         previous = keras.mixed_precision.global_policy()  # thread-local in Keras 3
