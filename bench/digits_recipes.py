@@ -10,7 +10,9 @@ Run: python bench/digits_recipes.py FOLDER '[VARIANT, ...]' [--seeds 0 1 2] [--b
   any folder with `train/` and `test/` class folders.
 - VARIANT: `{"model": {...}, "train": {...}}`: `fast` preset overrides (`conv_blocks`, `convs_per_block`,
   `filters`, ...) and `TrainConfig` fields (`translate`, `batch_size`, `learning_rate`, ...); `{}` is the
-  default.
+  library's default for the data (`cnnviz.train("fast", data)`): for the 8,000 digits, many small images, two
+  convolutions per block of at most 64 channels and batch 64, but no shifts, which the CLI and the studio add
+  (`{"train": {"translate": 0.06}}`).
 
 Each run prints one JSON line (test accuracy in %, samples/s, epochs), then a markdown table of the means.
 To measure an older version, copy this script into its checkout (`git worktree add /tmp/before COMMIT`,
@@ -32,7 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def run(data, variant: dict, seed: int, budget: float) -> dict:
     import cnnviz
 
-    design = cnnviz.preset_config("fast", data.image_shape, data.num_classes, **variant.get("model", {}))
+    # Versions before the defaults for many small images have no `num_images`.
+    sized = (
+        {"num_images": cnnviz.runs.training_images(data)} if hasattr(cnnviz.runs, "training_images") else {}
+    )
+    design = cnnviz.preset_config(
+        "fast", data.image_shape, data.num_classes, **sized, **variant.get("model", {})
+    )
     config = cnnviz.TrainConfig(time_budget=budget, epochs=None, seed=seed, **variant.get("train", {}))
     result = cnnviz.train(design, data, config)
     return {

@@ -28,7 +28,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +199,7 @@ def audit(
     seed: int = 0,
     *,
     epochs: int | None = None,
+    changes: Mapping | None = None,
     progress: Callable[[str, float], None] | None = None,
     stop_event: threading.Event | None = None,
 ) -> Audit:
@@ -207,7 +208,8 @@ def audit(
     Args:
         data: a `cnnviz.Dataset`, or a source for `cnnviz.load_dataset` (a folder, a zip, a built-in name).
             Its test split is left alone.
-        design: what each fold trains (a preset name or a config), as for `cnnviz.train`.
+        design: what each fold trains (a preset name or a config), as for `cnnviz.train`: a preset is
+            fitted to each fold's training images (`cnnviz.models.fit_design`), as `cnnviz.train` fits it.
         folds: int, 2 to 10. Defaults to `3`.
         budget: float, seconds of training for all folds together. Defaults to `120` without
             `epochs`, and to no limit with them.
@@ -215,6 +217,7 @@ def audit(
         epochs: int, epochs each fold trains, or `None` (the default) to train until the budget is
             spent. Epochs give the same training on a fast machine and a slow one; with a budget
             too, whichever ends first stops the fold.
+        changes: fields of the design's family to change (flat names), as `cnnviz train --set` gives them.
         progress: optional callable `(message, share done)`.
         stop_event: optional `threading.Event`; setting it stops the audit within one training batch
             and raises `AuditStopped` (nothing is kept).
@@ -229,6 +232,7 @@ def audit(
     import cnnviz
     from cnnviz.data import Dataset
     from cnnviz.embedding import features as penultimate
+    from cnnviz.models import fit_design
 
     started = time.perf_counter()
     report = progress or (lambda message, share: None)
@@ -239,6 +243,13 @@ def audit(
     images, labels, files = _pool(data)
     class_names = tuple(data.class_names)
     _check_folds(labels, class_names, folds)
+
+    def fitted(num_images: int | None):
+        return fit_design(
+            design, images.shape[1:], max(len(class_names), 2), num_images=num_images, **(changes or {})
+        )
+
+    fitted(None)  # a bad design or change is told before any training
     from sklearn.model_selection import StratifiedKFold
 
     splitter = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=seed)
@@ -261,7 +272,7 @@ def audit(
             report(f"Training fold {fold + 1} of {folds} ({count} images)", 0.95 * share)
 
         result = cnnviz.train(
-            design,
+            fitted(len(train_index)),
             (images[train_index], labels[train_index]),
             dataclasses.replace(config, seed=seed + fold),
             stop_event=stop_event,

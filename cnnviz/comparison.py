@@ -264,6 +264,7 @@ def _run_variant(
     if result.error is not None:
         result.train_seconds = time.perf_counter() - start
         return result
+    result.train_config = trained.config  # with the batch size it used
     result.val_accuracy = trained.val_accuracy
     result.train_seconds = trained.train_seconds
     result.epochs = trained.epochs

@@ -69,8 +69,8 @@ def defaults_note(data) -> str | None:
     if not many_small_images(data.image_shape, training_images(data)):
         return None
     return (
-        f"{training_images(data):,} training images under {SMALL_IMAGE_PX} px a side: unless you choose "
-        f"otherwise, they train in batches of {MANY_SMALL_BATCH} with small random shifts, and the fast design "
+        f"{training_images(data):,} training images whose shorter side is under {SMALL_IMAGE_PX} px count as "
+        f"many small images: unless you choose otherwise, they train in batches of {MANY_SMALL_BATCH} with small random shifts, and the fast design "
         "gives them two convolutions per block, of at most 64 channels."
     )
 

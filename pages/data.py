@@ -95,7 +95,10 @@ with balance_tab:
         st.warning("Some classes have less than half the images of others: expect more mistakes on those.")
 with augment_tab:
     left, right = st.columns([1, 2])
-    left.caption("These settings are used when **Augment** is on in the Train page.")
+    auto = "turns it on" if cnnviz.runs.augments_by_default(data) else "leaves it off"
+    left.caption(
+        f"These settings are used when **Augment** is on in the Train page (auto {auto} for these images)."
+    )
     augmentation = {
         settings.SETTINGS[key].field: settings.draw(key, left) for key in settings.field_keys("data")
     }

@@ -626,6 +626,29 @@ def test_out_of_range_and_malformed_link_values_never_break_a_page():
     assert app.multiselect(key="improve.variants").value == ["baseline"]
 
 
+def test_augment_auto_uses_the_data_pages_shifts_where_the_library_says_so_and_old_links_still_work(
+    monkeypatch,
+):
+    from cnnviz import runs
+
+    # An old link held the toggle's true / false: they mean "on" / "off" now.
+    for old, now in (("true", "on"), ("false", "off")):
+        app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+        app.query_params["train.augment"] = old
+        app.run()
+        app.switch_page("pages/train.py").run()
+        assert not app.exception and app.select_slider(key="train.augment").value == now
+    # "auto" follows cnnviz.runs.augments_by_default (on for many small images; made to say yes here).
+    monkeypatch.setattr(runs, "augments_by_default", lambda data: True)
+    app = _open("train", data__source="digits")
+    assert app.select_slider(key="train.augment").value == "auto"
+    app.slider(key="train.epochs").set_value(1)
+    app.button(key="FormSubmitter:train.form-Train").click().run()
+    assert not app.exception
+    assert _studio(app).training_job.request.config.translate == 0.06  # the Data page's default shifts
+    _wait_for_training(app)
+
+
 def test_the_studios_training_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("CNNVIZ_MAX_EPOCHS", "5")
     monkeypatch.setenv("CNNVIZ_MAX_TIME_BUDGET", "30")

@@ -170,6 +170,36 @@ def test_a_stopped_audit_raises_and_keeps_nothing():
         cleaning.audit(data, folds=2, budget=2, stop_event=stop)
 
 
+def test_each_fold_trains_the_preset_fitted_to_its_own_training_images_with_the_changes(monkeypatch):
+    class Trained(Exception):
+        pass
+
+    designs = []
+
+    def first_fold_only(design, data, config, **options):
+        designs.append(design)
+        raise Trained
+
+    monkeypatch.setattr(cnnviz, "train", first_fold_only)
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (6000, 8, 8, 1), dtype=np.uint8), np.arange(6000) % 2
+    data = Dataset(
+        "many",
+        ("a", "b"),
+        Split(images, labels),
+        Split(images[:0], labels[:0]),
+        Split(images[:0], labels[:0]),
+    )
+    for folds in (2, 3):  # folds of 3,000 and of 4,000 training images
+        with pytest.raises(Trained):
+            cleaning.audit(data, folds=folds, epochs=1, changes={"filters": 4})
+    # Many small images from 4,000 up, as cnnviz.train fits a preset; the change applies in both.
+    assert [(design.convs_per_block, design.filters) for design in designs] == [(1, 4), (2, 4)]
+    with pytest.raises(ConfigError, match="wings"):
+        cleaning.audit(data, folds=2, epochs=1, changes={"wings": 2})  # told before any training
+    assert len(designs) == 2
+
+
 def test_fixes_round_trip_through_csv_and_bad_rows_are_named_by_line():
     fixes = [
         Fix("a/1.png", "dark", "relabel", "top"),

@@ -264,7 +264,7 @@ def test_train_on_many_small_images_shifts_them_in_batches_of_64_unless_told_oth
         ]
         status, _, err = _run(capsys, *argv)
         assert status == 0, err
-        assert "4,000 training images under 48 px a side" in err  # the CLI says why
+        assert "4,000 training images whose shorter side is under 48 px" in err  # the CLI says why
         training = get_metadata(cnnviz.load_model(path))["training"]
         assert (training["train_config"]["translate"], training["train_config"]["batch_size"]) == (
             translate,
@@ -468,7 +468,7 @@ def test_each_train_flag_states_its_default_once(capsys):
     assert helps["epochs"].count("default 10") == 1  # its own help says it; none added twice
     assert helps["early_stopping"].endswith("(default 0)")  # added where the help does not say it
     assert helps["batch_size"].endswith(
-        "(default: 64 for 4,000 or more training images under 48 px a side, else 32)"
+        "(default: 64 for 4,000 or more training images whose shorter side is under 48 px, else 32)"
     )
     assert all(text.count("(default") <= 1 for text in helps.values())
 

@@ -111,7 +111,16 @@ class Fixing:
     def start_retrain(self, last: TrainingJob, before_model) -> TrainingJob:
         """Trains `last`'s request again on the fixed data (same design, settings and budget), in the background."""
         fixed = self.fixed_data()
-        request = dataclasses.replace(last.request, data=fixed, source=f"{last.request.source} (fixed)")
+        # The design and batch the last run used, not the defaults for the fixed data: a few images dropped
+        # could cross the line for many small images and change both.
+        request = dataclasses.replace(
+            last.request,
+            data=fixed,
+            source=f"{last.request.source} (fixed)",
+            design=last.request.model_config(),
+            changes={},
+            config=last.result.config,
+        )
         self.retrain = TrainingJob(data=fixed, request=request, run_id=last.run_id)
         self.before = before_model
         self.retrain.start("cnnviz-retrain")

@@ -64,9 +64,8 @@ class StudioSession:
     uploaded_model: Upload | None = None
     trained: TrainedModel | None = None
     build_design: Any = None  # the Build page's design, offered as "custom" on Train and Improve
-    build_loaded_for: tuple | None = (
-        None  # (preset, its design for the data) the Build widgets were last reset to
-    )
+    # (preset, its design for the data) the Build widgets were last reset to
+    build_loaded_for: tuple | None = None
     training_job: Any = None  # ui.training.TrainingJob
     comparison_job: Any = None  # ui.training.ComparisonJob
     history: list[dict] = dataclasses.field(default_factory=list)  # a row per finished training run

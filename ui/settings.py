@@ -59,6 +59,7 @@ class Setting:
         labels: option -> what the widget shows for it (or a callable giving that mapping).
         read: the widget's value for a design, when it is not simply the field's value.
         convert: the field's value for the widget's, when they differ.
+        renamed: `(old value, value)` pairs: what an old link or session held, and what it means now.
     """
 
     key: str
@@ -72,6 +73,7 @@ class Setting:
     labels: Mapping[Any, str] | Callable[[], Mapping[Any, str]] | None = None
     read: Callable[[Any], Any] | None = None
     convert: Callable[[Any], Any] | None = None
+    renamed: tuple[tuple[Any, Any], ...] = ()
 
     def options(self) -> Any:
         return self.domain() if callable(self.domain) else self.domain
@@ -87,7 +89,10 @@ class Setting:
 
     def cleaned(self, value: Any) -> Any:
         """`value` if the widget can hold it; for a multiselect, the options among it (a link may add
-        unknown ones); else `None`."""
+        unknown ones); else `None`. An old value (`renamed`) becomes the one it means now."""
+        for old, new in self.renamed:
+            if type(value) is type(old) and value == old:
+                value = new
         if self.widget == "multiselect" and isinstance(value, list):
             kept = [item for item in value if _among(item, self.options())]
             return kept if kept or not value else None  # cleared by the visitor: kept empty
@@ -159,7 +164,8 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "data.source", "Data source", "selectbox", _data_sources, "shapes", labels=_data_source_labels
         ),
-        # Augmentation: set on the Data page, used by the Train page when "Augment" is on.
+        # Augmentation: set on the Data page, used by the Train page when "Augment" is on (or auto, for
+        # many small images).
         Setting("data.flip", "Flip", "selectbox", FLIPS, _AUGMENTATION_DEFAULTS["flip"], field="flip"),
         Setting(
             "data.rotate",
@@ -254,6 +260,15 @@ SETTINGS: dict[str, Setting] = {
             (4, 8, 16, 32, 64, 128),
             16,
             field="filters",
+        ),
+        Setting(
+            "build.max_filters",
+            "Most filters in a block",
+            "select_slider",
+            (16, 32, 64, 128, 256, 512),
+            256,
+            field="max_filters",
+            help="The doubling stops here: the last blocks work on small maps.",
         ),
         Setting(
             "build.convs_per_block", "Convolutions per block", "slider", (1, 3, 1), 1, field="convs_per_block"
@@ -373,6 +388,7 @@ SETTINGS: dict[str, Setting] = {
             "auto",
             help="On: use the augmentation set on the Data page (default: small shifts). "
             f"Auto: {AUTO_AUGMENT_TEXT}.",
+            renamed=((True, "on"), (False, "off")),  # a toggle before 2026-12-02
         ),
         Setting(
             "train.early_stopping",

@@ -149,9 +149,9 @@ def _add_train(commands) -> None:
         "--augment",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="light augmentation (small random shifts) unless the augmentation flags say otherwise. Default: "
-        f"{AUTO_AUGMENT_TEXT.replace('%', '%%')} (on 8,000 real digits it added 0.2 points in 30 s; on "
-        "fewer or larger images a short run lost accuracy with it)",
+        help="light augmentation (small random shifts) unless the augmentation flags say otherwise. Default, "
+        f"when no augmentation flag is given: {AUTO_AUGMENT_TEXT} (on 8,000 real digits it added 0.2 points "
+        "in 30 s; on larger images a short run lost accuracy with it)",
     )
     train.add_argument(
         "--stream",

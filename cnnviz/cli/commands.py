@@ -126,8 +126,8 @@ def _train_and_save(args, stop: threading.Event) -> int:
     )
     if data.report is not None and data.report.skipped:
         print(f"cnnviz: {data.report.summary()}", file=sys.stderr)
-    if args.augment is None and runs.augments_by_default(data):
-        config = _train_config(args, True)
+    if args.augment is None and not config.augments and runs.augments_by_default(data):
+        config = _train_config(args, True)  # no augmentation chosen: the default for many small images
     if (note := runs.defaults_note(data)) is not None:
         print(f"cnnviz: {note}", file=sys.stderr)
     request = runs.TrainRequest(
@@ -423,8 +423,6 @@ def _command_score(args) -> int:
 
 def _command_audit(args) -> int:
     from cnnviz import cleaning as auditing
-    from cnnviz import runs
-    from cnnviz.models import fit_design
 
     if args.apply:
         if not args.out:
@@ -464,13 +462,8 @@ def _command_audit(args) -> int:
     try:
         found = auditing.audit(
             data,
-            design=fit_design(
-                args.preset,
-                data.image_shape,
-                data.num_classes,
-                num_images=runs.training_images(data),
-                **dict(args.overrides),
-            ),
+            design=args.preset,
+            changes=dict(args.overrides),
             folds=args.folds,
             budget=args.budget,
             seed=args.seed,

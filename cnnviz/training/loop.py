@@ -70,8 +70,8 @@ def train(
 
     Args:
         model: a `ConvNetConfig` or `TransferConfig`, a preset name (built for
-            the data's shape and classes), or a `keras.Model` (copied: the one
-            passed in is never changed).
+            the data's shape, classes and number of training images), or a
+            `keras.Model` (copied: the one passed in is never changed).
         data: a `cnnviz.Dataset`, a `cnnviz.ImageStream` (a folder streamed
             from disk batch by batch), or `(images, labels)` arrays with uint8
             or 0..255 float images `(N, H, W, C)`.
